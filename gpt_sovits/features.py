@@ -79,6 +79,11 @@ class SSLFeatureExtractor:
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
 
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "SSLFeatureExtractor":
+        """Move the wrapped model (in place) and return self, like nn.Module.to."""
+        self.model.to(device=device, dtype=dtype) if dtype is not None else self.model.to(device)
+        return self
+
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> SSLFeatureExtractor:
         from transformers import HubertModel
@@ -136,6 +141,11 @@ class BertFeatureExtractor:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "BertFeatureExtractor":
+        """Move the wrapped model (in place) and return self, like nn.Module.to."""
+        self.model.to(device=device, dtype=dtype) if dtype is not None else self.model.to(device)
+        return self
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> BertFeatureExtractor:

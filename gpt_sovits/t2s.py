@@ -79,11 +79,16 @@ class SelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
+    def in_projection(self, x: Tensor) -> Tensor:
+        """Packed q/k/v projection `[B, S, D] -> [B, S, 3D]`; a method so that inference code
+        (`gpt_sovits.fast`) can swap in a quantized kernel without touching the attention."""
+        return F.linear(x, self.in_proj_weight, self.in_proj_bias)
+
     def forward(
         self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int
     ) -> Tensor:
         b, s, d = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(d, dim=-1)
+        q, k, v = self.in_projection(x).split(d, dim=-1)
         if cache is not None:
             # The cache holds projected, unsplit K/V; heads are split after reading it back.
             k, v = cache.update(layer, k, v)
