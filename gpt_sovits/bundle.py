@@ -93,8 +93,12 @@ class ModelBundle:
         hubert_dir: str | Path,
         bert_dir: str | Path | None = None,
         device: str = "cpu",
+        sv_path: str | Path | None = None,
     ) -> "ModelBundle":
-        """Load official (.ckpt/.pth) or native (.safetensors + .json) weights from local paths."""
+        """Load official (.ckpt/.pth) or native (.safetensors + .json) weights from local paths.
+
+        `sv_path` is the ERes2NetV2 checkpoint that v2Pro/v2ProPlus SoVITS models need.
+        """
         from gpt_sovits.checkpoint import load_gpt, load_sovits
 
         for path, what in ((gpt, "GPT weights (.ckpt or .safetensors)"), (sovits, "SoVITS weights (.pth or .safetensors)")):
@@ -104,9 +108,15 @@ class ModelBundle:
         sovits_model, sovits_cfg = load_sovits(sovits)
         ssl = SSLFeatureExtractor.from_pretrained(hubert_dir)
         bert = BertFeatureExtractor.from_pretrained(bert_dir) if bert_dir else None
-        return cls._assemble(
+        bundle = cls._assemble(
             gpt_model, gpt_cfg, sovits_model, sovits_cfg, ssl, bert, device, _weights_name(gpt, sovits)
         )
+        if sv_path is not None:
+            from speaker_encoder.eres2net import load_eres2net
+
+            verifier, _ = load_eres2net(sv_path)
+            bundle = replace(bundle, speaker_verifier=verifier.to(bundle.device).eval())
+        return bundle
 
     @classmethod
     def _assemble(cls, gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, device, name) -> "ModelBundle":

@@ -214,8 +214,8 @@ def _speaker_verification(bundle: "ModelBundle", wav16: np.ndarray) -> Tensor | 
     if bundle.speaker_verifier is None:
         raise GSVError(
             "this SoVITS is a v2Pro/v2ProPlus model and needs the ERes2NetV2 speaker-verification "
-            "weights (pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt): pass them to the bundle",
+            "weights (pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt): pass them with --sv / sv_path",
             code="model_not_found",
         )
     with torch.inference_mode():
-        return bundle.speaker_verifier.sv_embedding(torch.from_numpy(wav16)[None]).cpu()
+        return bundle.speaker_verifier.embed_wav(torch.from_numpy(wav16)[None]).cpu()

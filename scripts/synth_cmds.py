@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     weights.add_argument("--sovits", help="SoVITS weights: official .pth or our .safetensors")
     weights.add_argument("--hubert", help="chinese-hubert-base directory (Hugging Face format)")
     weights.add_argument("--bert", help="chinese-roberta-wwm-ext-large directory (needed for zh text)")
+    weights.add_argument("--sv", help="ERes2NetV2 checkpoint (only for v2Pro/v2ProPlus SoVITS)")
     weights.add_argument("--random-tiny", action="store_true", help="use tiny random models instead")
     p.add_argument("--ref", required=True, help="reference audio, 3-10 s (wav/flac/ogg/mp3)")
     p.add_argument("--ref-text", default=None, help="transcript of --ref (omit for reference-free mode)")
@@ -55,7 +56,7 @@ def _bundle(args: argparse.Namespace):
             "chinese-hubert-base directory (official pretrained_models layout), or --random-tiny",
             code="model_not_found",
         )
-    return ModelBundle.from_paths(args.gpt, args.sovits, args.hubert, args.bert, device=args.device)
+    return ModelBundle.from_paths(args.gpt, args.sovits, args.hubert, args.bert, device=args.device, sv_path=args.sv)
 
 
 def run_synth(args: argparse.Namespace) -> int:
