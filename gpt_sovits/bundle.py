@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from gpt_sovits.config import GPTConfig, SoVITSConfig
-from gpt_sovits.errors import GSVError, ModelNotFoundError
+from gpt_sovits.errors import CheckpointError, GSVError, ModelNotFoundError
 from gpt_sovits.features import BertFeatureExtractor, SSLFeatureExtractor
 from gpt_sovits.sovits.model import SynthesizerTrn
 from gpt_sovits.t2s import T2SModel
@@ -46,6 +46,7 @@ class ModelBundle:
     """ERes2NetV2 model for v2Pro/v2ProPlus SoVITS (`speaker_encoder.eres2net`), else None."""
 
     def __post_init__(self) -> None:
+        _check_speaker_verifier(self.speaker_verifier, self.sovits_config)
         if self.bert is not None and self.bert.hidden_size != self.gpt_config.bert_dim:
             raise ModelConfigError(
                 f"BERT width {self.bert.hidden_size} does not match the GPT's bert_dim "
@@ -72,18 +73,28 @@ class ModelBundle:
         return "v1" if self.sovits_config.n_symbols == 322 else "v2"
 
     @classmethod
-    def random_tiny(cls, seed: int = 0, device: str = "cpu") -> "ModelBundle":
-        """Tiny random models (configs/*_tiny.json): the whole stack runs anywhere, audio is noise."""
+    def random_tiny(cls, seed: int = 0, device: str = "cpu", pro: bool = False) -> "ModelBundle":
+        """Tiny random models (configs/*_tiny.json): the whole stack runs anywhere, audio is noise.
+
+        `pro=True` builds a v2Pro-style SoVITS (configs/sovits_tiny_pro.json) plus a tiny random
+        ERes2NetV2 (configs/eres2netv2_tiny.json) as `speaker_verifier`.
+        """
         gpt_cfg = GPTConfig.load(CONFIGS_DIR / "gpt_tiny.json")
-        sovits_cfg = SoVITSConfig.load(CONFIGS_DIR / "sovits_tiny.json")
+        sovits_cfg = SoVITSConfig.load(CONFIGS_DIR / ("sovits_tiny_pro.json" if pro else "sovits_tiny.json"))
+        verifier = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gpt = T2SModel(gpt_cfg)
             sovits = SynthesizerTrn(sovits_cfg, with_posterior=False)
             _init_random_codebook(sovits)
+            if pro:  # built last, so the non-pro models get the same weights for the same seed
+                from speaker_encoder.eres2net import ERes2NetV2, ERes2NetV2Config
+
+                verifier = ERes2NetV2(ERes2NetV2Config.load(CONFIGS_DIR / "eres2netv2_tiny.json"))
         ssl = SSLFeatureExtractor.random_tiny(hidden=sovits_cfg.ssl_dim, seed=seed)
         bert = BertFeatureExtractor.random_tiny(hidden=gpt_cfg.bert_dim, seed=seed)
-        return cls._assemble(gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, device, f"random-tiny-{seed}")
+        name = f"random-tiny-pro-{seed}" if pro else f"random-tiny-{seed}"
+        return cls._assemble(gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, device, name, verifier)
 
     @classmethod
     def from_paths(
@@ -97,7 +108,10 @@ class ModelBundle:
     ) -> "ModelBundle":
         """Load official (.ckpt/.pth) or native (.safetensors + .json) weights from local paths.
 
-        `sv_path` is the ERes2NetV2 checkpoint that v2Pro/v2ProPlus SoVITS models need.
+        `sv_path` is the ERes2NetV2 checkpoint that v2Pro/v2ProPlus SoVITS models need (official
+        `.ckpt` or a `.safetensors`; non-default sizes need an `ERes2NetV2Config` JSON beside it
+        with the same stem). A Pro SoVITS loaded without it can still use stored voices, but new
+        voice prompts raise `model_not_found`.
         """
         from gpt_sovits.checkpoint import load_gpt, load_sovits
 
@@ -108,27 +122,41 @@ class ModelBundle:
         sovits_model, sovits_cfg = load_sovits(sovits)
         ssl = SSLFeatureExtractor.from_pretrained(hubert_dir)
         bert = BertFeatureExtractor.from_pretrained(bert_dir) if bert_dir else None
-        bundle = cls._assemble(
-            gpt_model, gpt_cfg, sovits_model, sovits_cfg, ssl, bert, device, _weights_name(gpt, sovits)
+        verifier = _load_speaker_verifier(sv_path) if sv_path is not None else None
+        return cls._assemble(
+            gpt_model, gpt_cfg, sovits_model, sovits_cfg, ssl, bert, device, _weights_name(gpt, sovits), verifier
         )
-        if sv_path is not None:
-            from speaker_encoder.eres2net import load_eres2net
-
-            verifier, _ = load_eres2net(sv_path)
-            bundle = replace(bundle, speaker_verifier=verifier.to(bundle.device).eval())
-        return bundle
 
     @classmethod
-    def _assemble(cls, gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, device, name) -> "ModelBundle":
+    def from_models_dir(
+        cls, directory: str | Path, version: str | None = None, device: str = "cpu"
+    ) -> "ModelBundle":
+        """Load one version from a folder in the official `pretrained_models` layout (or ours).
+
+        `version` is v1, v2 (the default for the official layout), v2Pro or v2ProPlus; see
+        `gpt_sovits.models_dir` for the file names. Missing files raise one `ModelNotFoundError`
+        naming each of them.
+        """
+        from gpt_sovits.models_dir import resolve_models_dir
+
+        paths = resolve_models_dir(directory, version)
+        return cls.from_paths(
+            paths.gpt, paths.sovits, paths.hubert_dir, paths.bert_dir, device=device, sv_path=paths.sv_path
+        )
+
+    @classmethod
+    def _assemble(cls, gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, device, name, verifier=None) -> "ModelBundle":
         dev = torch.device(device)
         gpt = gpt.to(dev).eval()
         sovits = sovits.to(dev).eval()
         ssl.to(dev)
         if bert is not None:
             bert.to(dev)
+        if verifier is not None:
+            verifier = verifier.to(dev).eval()
         version = "v1" if sovits_cfg.n_symbols == 322 else "v2"
         frontend = TextFrontend(version=version, bert=bert, bert_dim=gpt_cfg.bert_dim)
-        return cls(gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, frontend, dev, name)
+        return cls(gpt, gpt_cfg, sovits, sovits_cfg, ssl, bert, frontend, dev, name, verifier)
 
     def with_weights(self, gpt: str | Path | None = None, sovits: str | Path | None = None) -> "ModelBundle":
         """A bundle with a fine-tuned GPT and/or SoVITS that shares this one's SSL/BERT/frontend."""
@@ -157,6 +185,43 @@ def _weights_name(*paths: str | Path) -> str:
             st = path.stat()
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:12]
+
+
+def _load_speaker_verifier(path: str | Path) -> torch.nn.Module:
+    """ERes2NetV2 weights plus, when present, the `ERes2NetV2Config` JSON with the same stem.
+
+    The official file carries no config (its sizes are the defaults); the sidecar lets converted
+    or tiny models say their sizes, as our other checkpoints do.
+    """
+    from speaker_encoder.eres2net import ERes2NetV2Config, load_eres2net
+
+    sidecar = Path(path).with_suffix(".json")
+    config = None
+    if sidecar.is_file():
+        try:
+            config = ERes2NetV2Config.load(sidecar)
+        except (OSError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"'{sidecar}' is not a valid ERes2NetV2Config JSON ({exc})") from exc
+    try:
+        verifier, _ = load_eres2net(path, config)
+    except RuntimeError as exc:  # load_state_dict(strict=True): keys or shapes do not fit the config
+        raise CheckpointError(
+            f"'{path}' does not fit {config or 'the default ERes2NetV2Config (w24 s4 e4)'}: use the official "
+            f"pretrained_eres2netv2w24s4ep4.ckpt, or put the model's config at '{sidecar}' ({exc})"
+        ) from exc
+    return verifier
+
+
+def _check_speaker_verifier(verifier: object | None, sovits_cfg: SoVITSConfig) -> None:
+    """A Pro SoVITS's `sv_emb` Linear takes exactly the verifier's embedding width."""
+    if verifier is None or not sovits_cfg.use_sv:
+        return
+    sv_dim = getattr(getattr(verifier, "config", None), "sv_dim", None)
+    if sv_dim is not None and sv_dim != sovits_cfg.sv_dim:
+        raise ModelConfigError(
+            f"speaker verifier gives {sv_dim}-d embeddings but the SoVITS sv_emb takes {sovits_cfg.sv_dim}: "
+            "use the ERes2NetV2 weights the SoVITS was trained with (pretrained_eres2netv2w24s4ep4.ckpt)"
+        )
 
 
 def _init_random_codebook(sovits: SynthesizerTrn) -> None:

@@ -11,7 +11,12 @@ import logging
 import sys
 
 # Subcommand groups, in the order they appear in `gsv --help`.
-COMMAND_MODULES = ["scripts.synth_cmds"]
+COMMAND_MODULES = [
+    "scripts.synth_cmds",
+    "scripts.train_cmds",
+    "scripts.corpus_cmds",
+    "scripts.eval_cmds",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

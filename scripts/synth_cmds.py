@@ -22,6 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     weights.add_argument("--hubert", help="chinese-hubert-base directory (Hugging Face format)")
     weights.add_argument("--bert", help="chinese-roberta-wwm-ext-large directory (needed for zh text)")
     weights.add_argument("--sv", help="ERes2NetV2 checkpoint (only for v2Pro/v2ProPlus SoVITS)")
+    weights.add_argument(
+        "--models-dir",
+        help="one folder in the official GPT_SoVITS/pretrained_models layout (or ours: gpt/sovits .safetensors + "
+        ".json, hubert/, bert/) instead of --hubert/--bert/--sv; --gpt/--sovits then add fine-tuned weights on top",
+    )
+    weights.add_argument(
+        "--version", default=None, choices=["v1", "v2", "v2Pro", "v2ProPlus"],
+        help="which model set to take from --models-dir (default v2 for the official layout; Pro "
+        "fine-tunes need v2Pro/v2ProPlus so the speaker-verification model is loaded)",
+    )
     weights.add_argument("--random-tiny", action="store_true", help="use tiny random models instead")
     p.add_argument("--ref", required=True, help="reference audio, 3-10 s (wav/flac/ogg/mp3)")
     p.add_argument("--ref-text", default=None, help="transcript of --ref (omit for reference-free mode)")
@@ -49,14 +59,34 @@ def _bundle(args: argparse.Namespace):
     if args.random_tiny:
         log.warning("using tiny random models: the output is noise, not speech")
         return ModelBundle.random_tiny(device=args.device)
+    if args.models_dir:
+        return _bundle_from_models_dir(args)
+    if args.version:
+        raise GSVError("--version only applies to --models-dir", code="invalid_arguments")
     missing = [flag for flag, value in (("--gpt", args.gpt), ("--sovits", args.sovits), ("--hubert", args.hubert)) if not value]
     if missing:
         raise GSVError(
             f"missing {', '.join(missing)}: give local paths to the GPT .ckpt, SoVITS .pth and the "
-            "chinese-hubert-base directory (official pretrained_models layout), or --random-tiny",
+            "chinese-hubert-base directory, or --models-dir with the official pretrained_models folder, "
+            "or --random-tiny",
             code="model_not_found",
         )
     return ModelBundle.from_paths(args.gpt, args.sovits, args.hubert, args.bert, device=args.device, sv_path=args.sv)
+
+
+def _bundle_from_models_dir(args: argparse.Namespace):
+    from gpt_sovits.bundle import ModelBundle
+    from gpt_sovits.errors import GSVError
+
+    clashing = [flag for flag, value in (("--hubert", args.hubert), ("--bert", args.bert), ("--sv", args.sv)) if value]
+    if clashing:
+        raise GSVError(
+            f"{', '.join(clashing)} cannot be combined with --models-dir, which provides them: "
+            "drop one or the other",
+            code="invalid_arguments",
+        )
+    bundle = ModelBundle.from_models_dir(args.models_dir, args.version, device=args.device)
+    return bundle.with_weights(args.gpt, args.sovits)
 
 
 def run_synth(args: argparse.Namespace) -> int:

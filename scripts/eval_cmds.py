@@ -1,0 +1,133 @@
+"""`gsv eval`: speaker similarity, WER/CER and real-time factor of cloned voices (table + JSON)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("gsv.eval")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure cloning quality: speaker similarity, WER/CER, real-time factor",
+        description="Synthesize each voice's test.txt with its ref.flac/ref.txt as the prompt and compare "
+        "with the voice's own clone.flac. Prints a table and writes JSON. Zero-shot uses the base weights; "
+        "--finetuned adds a per-voice fine-tuned system.",
+    )
+    p.add_argument("--voices", nargs="+", required=True, type=Path,
+                   help="voice folders, or folders that contain voice folders (e.g. shared/data/voices)")
+    p.add_argument("--only", nargs="*", default=None, help="evaluate only these voice ids")
+    weights = p.add_argument_group("base weights (local paths; nothing is downloaded)")
+    weights.add_argument("--gpt", type=Path, help="base GPT weights (.ckpt or .safetensors)")
+    weights.add_argument("--sovits", type=Path, help="base SoVITS weights (.pth or .safetensors)")
+    weights.add_argument("--hubert", type=Path,
+                         help="content encoder folder: chinese-hubert-base, or ours from `gsv corpus train-encoder`")
+    weights.add_argument("--bert", type=Path, help="chinese-roberta-wwm-ext-large folder (needed for zh text)")
+    weights.add_argument("--random-tiny", action="store_true", help="tiny random models (audio is noise)")
+    p.add_argument("--finetuned", action="append", default=[], metavar="VOICE=GPT,SOVITS",
+                   help="fine-tuned weights for one voice (either path may be empty to keep the base); repeatable")
+    p.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx", "whisper", "none"],
+                   help="recogniser for WER/CER (auto: whisper if --asr-model, else pocketsphinx for English)")
+    p.add_argument("--asr-model", type=Path, default=None, help="local faster-whisper model folder")
+    p.add_argument("--speaker-weights", type=Path, default=None,
+                   help="GE2E weights (default: the ones inside the resemblyzer package)")
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="corpus folder of the base model: marks voices as held-out or seen in training")
+    p.add_argument("--max-sentences", type=int, default=None, help="sentences per voice (default: all of test.txt)")
+    p.add_argument("--max-new-tokens", type=int, default=1500, help="cap on GPT tokens per segment (40 ms each)")
+    p.add_argument("--seed", type=int, default=1234, help="sampling seed (the same for every system)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("-o", "--output", type=Path, default=Path("eval_report.json"), help="JSON report path")
+    p.set_defaults(func=run_eval_cmd)
+
+
+def _voice_folders(paths: list[Path], only: list[str] | None) -> list[Path]:
+    from training.evaluate import EvalError
+
+    folders: list[Path] = []
+    for path in paths:
+        if (path / "test.txt").is_file():
+            folders.append(path)
+        elif path.is_dir():
+            folders.extend(sorted(p for p in path.iterdir() if (p / "test.txt").is_file()))
+        else:
+            raise EvalError(f"'{path}' is neither a voice folder nor a folder of voice folders.")
+    if only:
+        folders = [f for f in folders if f.name in set(only)]
+    return folders
+
+
+def _parse_finetuned(items: list[str]) -> dict[str, tuple[Path | None, Path | None]]:
+    from training.evaluate import EvalError
+
+    out: dict[str, tuple[Path | None, Path | None]] = {}
+    for item in items:
+        voice, sep, paths = item.partition("=")
+        gpt, comma, sovits = paths.partition(",")
+        if not sep or not comma or not voice or not (gpt or sovits):
+            raise EvalError(f"--finetuned '{item}': expected VOICE=GPT,SOVITS (one path may be empty).")
+        out[voice] = (Path(gpt) if gpt else None, Path(sovits) if sovits else None)
+    return out
+
+
+def _base_bundle(args: argparse.Namespace):
+    from gpt_sovits.bundle import ModelBundle
+    from training.evaluate import EvalError, load_bundle
+
+    if args.random_tiny:
+        log.warning("using tiny random models: the audio is noise, scores show the pipeline works, not quality")
+        return ModelBundle.random_tiny(device=args.device)
+    missing = [f for f, v in (("--gpt", args.gpt), ("--sovits", args.sovits), ("--hubert", args.hubert)) if not v]
+    if missing:
+        raise EvalError(f"missing {', '.join(missing)}: give the base weights and content encoder folder, or --random-tiny")
+    return load_bundle(args.gpt, args.sovits, args.hubert, args.bert, args.device)
+
+
+def _seen_map(corpus: Path | None, voice_ids: list[str]) -> dict[str, str]:
+    if corpus is None:
+        return {}
+    from training.corpus import load_manifest
+    from training.corpus_sources import VOICE_PERSONS
+
+    manifest = load_manifest(corpus)
+    heldout = set(manifest["heldout"]["persons"])
+    persons = {s["person"] for s in manifest["speakers"].values() if s["split"] == "train"}
+    out = {}
+    for vid in voice_ids:
+        person = VOICE_PERSONS.get(vid, vid)
+        out[vid] = "held-out" if person in heldout else ("seen" if person in persons else "unseen")
+    return out
+
+
+def run_eval_cmd(args: argparse.Namespace) -> int:
+    from gpt_sovits.pipeline import SynthesisParams
+    from training.evaluate import SimilarityJudge, System, load_voice, make_recognizer, run_eval, write_report
+
+    folders = _voice_folders(args.voices, args.only)
+    voices = [load_voice(f) for f in folders]
+    finetuned = _parse_finetuned(args.finetuned)
+    base = _base_bundle(args)
+    systems = [System("zero-shot", lambda _voice: base)]
+    if finetuned:
+        cache: dict[str, object] = {}
+
+        def tuned(voice: str):
+            if voice not in finetuned:
+                return None
+            if voice not in cache:
+                cache[voice] = base.with_weights(*finetuned[voice])
+            return cache[voice]
+
+        systems.append(System("fine-tuned", tuned))
+    recognizer = make_recognizer(args.asr, args.asr_model, args.device)
+    params = SynthesisParams(seed=args.seed, max_new_tokens=args.max_new_tokens)
+    report = run_eval(voices, systems, SimilarityJudge(args.speaker_weights), recognizer, params,
+                      args.max_sentences, _seen_map(args.corpus, [v.id for v in voices]))
+    write_report(report, args.output)
+    print(report.baseline_table())
+    print()
+    print(report.table())
+    print(f"\nwrote {args.output}")
+    return 0

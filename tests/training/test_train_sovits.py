@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gpt_sovits.checkpoint import detect, load_sovits
+from training.config import TrainS2Config
+from training.state import latest_checkpoint
+from training.tracking import read_metrics
+from training.train_sovits import build_optimizers, load_generator, train_sovits
+from vocoder.discriminators import MultiPeriodDiscriminator
+
+
+def _cfg(**kw) -> TrainS2Config:
+    # 4-frame slices and the scale discriminator only: a full MPD takes ~20 s a step on a CPU
+    base = dict(batch_size=2, lr=1e-3, log_every_steps=1, device="cpu", segment_frames=4, discriminator_periods=[])
+    return TrainS2Config(**{**base, **kw})
+
+
+def test_text_branch_gets_the_lower_lr_and_quantizer_stays_frozen(tiny_base) -> None:
+    net_g, cfg = load_generator(tiny_base[1])
+    opt_g, opt_d = build_optimizers(net_g, MultiPeriodDiscriminator([]), TrainS2Config())
+    trained = {id(p) for g in opt_g.param_groups for p in g["params"]}
+    text = {id(p) for n, p in net_g.named_parameters() if n.startswith(("enc_p.text_embedding", "enc_p.encoder_text", "enc_p.mrte"))}
+    assert [g["lr_scale"] for g in opt_g.param_groups] == [1.0, 0.4]
+    assert {id(p) for p in opt_g.param_groups[1]["params"]} == text
+    assert not any(id(p) in trained for p in net_g.ssl_proj.parameters())
+    assert not any(id(p) in trained for p in net_g.quantizer.parameters())
+    assert opt_g.defaults["betas"] == (0.8, 0.99) and opt_g.defaults["eps"] == 1e-9
+
+
+@pytest.mark.slow
+def test_gan_fine_tune_lowers_the_generator_loss(slt_dataset, tiny_base, tmp_path) -> None:
+    ds, _ = slt_dataset
+    # A random generator starts near silence, where the log-mel is clamped and gives no gradient;
+    # the mel loss falls once adversarial/feature losses have raised the output level (~step 18).
+    result = train_sovits(ds.root, tiny_base[1], tmp_path / "run", _cfg(max_steps=24, lr=2e-3), progress_bar=False)
+    records = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in records] == list(range(1, 25))
+    total = [r["loss/g_total"] for r in records]
+    kl = [r["loss/kl"] for r in records]
+    assert sum(total[-5:]) / 5 < 0.6 * sum(total[:5]) / 5
+    assert sum(kl[-5:]) / 5 < 0.5 * sum(kl[:5]) / 5
+    assert all(r["loss/d"] > 0 and r["loss/fm"] >= 0 for r in records)
+    model, cfg = load_sovits(result.weights)
+    assert cfg.segment_size == 32  # the slice override is not written into the exported config
+    info = detect(result.weights)
+    assert not info.has_posterior and info.stored_dtype == "F16"
+    base, _ = load_sovits(tiny_base[1])
+    codebook = "vq.layers.0._codebook.embed"  # frozen: equal up to the fp16 export
+    assert torch.equal(model.quantizer.state_dict()[codebook], base.quantizer.state_dict()[codebook].half().float())
+    assert not torch.equal(model.dec.conv_pre.weight, base.dec.conv_pre.weight)
+
+
+def test_resume_continues_from_the_saved_step(slt_dataset, tiny_base, tmp_path) -> None:
+    ds, _ = slt_dataset
+    run = tmp_path / "run"
+    train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=2), progress_bar=False)
+    saved = load_file(str(latest_checkpoint(run) / "optim_g.safetensors"))
+    weights = load_file(str(latest_checkpoint(run) / "generator.safetensors"))
+    result = train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=3), progress_bar=False)
+    assert result.steps == 3
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    after = load_file(str(latest_checkpoint(run) / "optim_g.safetensors"))
+    assert int(saved["0.step"]) == 2 and int(after["0.step"]) == 3
+    # the resumed run started from the saved weights, not from the base
+    net_g, _ = load_generator(tiny_base[1])
+    assert not torch.equal(weights["dec.conv_pre.weight"], net_g.state_dict()["dec.conv_pre.weight"])
