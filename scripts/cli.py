@@ -13,6 +13,7 @@ import sys
 # Subcommand groups, in the order they appear in `gsv --help`.
 COMMAND_MODULES = [
     "scripts.synth_cmds",
+    "scripts.serve_cmds",
     "scripts.train_cmds",
     "scripts.corpus_cmds",
     "scripts.eval_cmds",

@@ -1,0 +1,430 @@
+"""The inference engine: worker threads fed by a bounded queue, one session per request.
+
+Why it looks like this
+- Models are loaded once (`ModelBundle`) and never mutated by a request. Everything that belongs
+  to one request (text, voice, params, cancel flag, deadline, output queue, counters) lives in a
+  `RequestSession`, so concurrent requests cannot see each other's state.
+- Synthesis is blocking PyTorch work. It runs on worker threads, never on the event loop; chunks
+  travel back to the async side through an `asyncio.Queue` fed with `call_soon_threadsafe`.
+- The job queue is bounded. When it is full `submit` fails at once with a 503 and a Retry-After
+  instead of letting latency grow without limit (load shedding beats timeouts).
+- Cancellation is cooperative: the session's `should_stop` is passed to the synthesizer, which
+  checks it every decode step, so a client that disconnects stops decoding within a few steps.
+  The same hook enforces the request deadline.
+- Per-voice fine-tuned weights are bundles made with `base.with_weights(gpt, sovits)`; they
+  share the SSL/BERT/front end with the base and sit in a small LRU pool.
+
+Batching (where and why): within one whole-file request the pipeline already decodes all text
+segments as one GPT batch (`Decoder.generate`, finished rows leave the batch), which is where
+batching pays most: a long text costs about as many GPT steps as its longest segment. Across
+requests it is not done. The GPT decode is memory-bound, so on a GPU B rows per step cost about
+one, and batching concurrent file requests would raise throughput; but (1) while the decoder
+already keeps per-row sampling knobs, seeds and stop rules, the `Synthesizer` API renders one
+request end to end, so cross-request batching needs a pipeline entry point that takes several
+(text, voice, params) and splits the rows back per request; (2) streaming
+requests want first-chunk latency, which waiting to fill a batch makes worse; (3) on CPU a batch
+step costs about B single steps, so it buys nothing there. The place to add it is the worker
+loop (`_work`): drain up to N queued non-streaming jobs for the same bundle and hand them to one
+batched decoder call; each `RequestSession` already carries everything a row needs.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from serving.errors import OverloadedError, RequestTimeoutError, ServingError
+
+log = logging.getLogger(__name__)
+
+
+class SynthesizerLike(Protocol):
+    """What the engine needs from `gpt_sovits.pipeline.Synthesizer` (tests pass a fake)."""
+
+    def synthesize(self, text: str, voice: Any, params: Any,
+                   should_stop: Callable[[], bool] | None = None) -> np.ndarray: ...
+
+    def stream(self, text: str, voice: Any, params: Any,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[Any]: ...
+
+
+SynthesizerFactory = Callable[[Any], SynthesizerLike]
+
+
+class EngineClosedError(OverloadedError):
+    code = "shutting_down"
+
+
+class QueueFullError(OverloadedError):
+    code = "queue_full"
+
+
+class RequestCancelledError(ServingError):
+    """The request was cancelled (client went away) before it finished."""
+
+    code, status_code = "cancelled", 499
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Sizes and limits of the engine; built from `Settings` by the app."""
+
+    workers: int = 1
+    """Synthesis threads. One per accelerator stream; more only helps if the device is idle."""
+    queue_size: int = 8
+    """Jobs waiting for a worker; beyond this `submit` rejects with 503."""
+    bundle_pool_size: int = 2
+    """Fine-tuned (per-voice) model bundles kept loaded, least recently used evicted."""
+    request_timeout_s: float = 120.0
+    """A request still running after this long is stopped and answered with 504."""
+    retry_after_s: float = 1.0
+    """Retry-After hint sent with 503 when the queue is full."""
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    """One request's work: immutable once submitted."""
+
+    text: str
+    voice: Any
+    """A `VoicePrompt`."""
+    params: Any
+    """A `SynthesisParams`."""
+    stream: bool = False
+    gpt_weights: str | None = None
+    sovits_weights: str | None = None
+    timeout_s: float | None = None
+
+
+_END = object()
+
+
+@dataclass
+class RequestSession:
+    """Per-request state shared by one worker thread and one async consumer."""
+
+    job: SynthesisJob
+    loop: asyncio.AbstractEventLoop
+    deadline: float
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    created: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    first_chunk_at: float | None = None
+    finished: float | None = None
+    status: str = "queued"
+    """queued -> running -> done | cancelled | timeout | failed."""
+    error: BaseException | None = None
+    stop_checks: int = 0
+    stop_checks_after_cancel: int = 0
+    chunks: int = 0
+    audio_samples: int = 0
+
+    def __post_init__(self) -> None:
+        self._cancel = threading.Event()
+        self._out: asyncio.Queue[Any] = asyncio.Queue()
+        self._done = threading.Event()
+
+    # ---- called from any thread -------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the worker to stop; safe to call many times and after completion."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def timed_out(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def should_stop(self) -> bool:
+        """Polled by the decoder every step: cancelled or past the deadline."""
+        self.stop_checks += 1
+        if self._cancel.is_set():
+            self.stop_checks_after_cancel += 1
+            return True
+        return self.timed_out()
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    # ---- called from the worker thread ------------------------------------------------------
+    def _put(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._out.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self._cancel.set()
+
+    def _emit(self, item: Any, n_samples: int) -> None:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.monotonic()
+        self.chunks += 1
+        self.audio_samples += n_samples
+        self._put(item)
+
+    def _finish(self, status: str, error: BaseException | None = None) -> None:
+        self.status, self.error, self.finished = status, error, time.monotonic()
+        self._done.set()
+        self._put(_END)
+
+    # ---- called from the event loop ---------------------------------------------------------
+    async def _next(self) -> Any:
+        remaining = self.deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(self._out.get(), timeout=max(remaining, 0.0) + 1.0)
+        except asyncio.TimeoutError:
+            self.cancel()
+            raise RequestTimeoutError(
+                "Synthesis did not finish within the request timeout; send shorter text."
+            ) from None
+
+    async def chunks_async(self) -> AsyncIterator[Any]:
+        """Yield `AudioChunk`s as the worker makes them; raise the worker's error at the end."""
+        try:
+            while True:
+                item = await self._next()
+                if item is _END:
+                    if self.error is not None:
+                        raise self.error
+                    return
+                yield item
+        finally:
+            self.cancel()  # consumer gone (done, error or disconnect): stop the worker
+
+    async def result(self) -> np.ndarray:
+        """Wait for a whole-file job and return its float32 samples."""
+        audio: np.ndarray | None = None
+        async for item in self.chunks_async():
+            audio = item
+        if audio is None:
+            raise RequestTimeoutError("Synthesis produced no audio before it stopped.")
+        return audio
+
+
+class BundlePool:
+    """LRU pool of per-voice bundles derived from one base bundle (the base is always kept)."""
+
+    def __init__(self, base: Any, capacity: int) -> None:
+        self.base = base
+        self.capacity = max(0, capacity)
+        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+        self.loads = 0
+
+    def get(self, gpt: str | None, sovits: str | None) -> Any:
+        if not gpt and not sovits:
+            return self.base
+        key = (gpt or "", sovits or "")
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:  # one load per key even when several workers ask at once
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            bundle = self.base.with_weights(gpt or None, sovits or None)
+            with self._lock:
+                self.loads += 1
+                self._items[key] = bundle
+                while len(self._items) > self.capacity:
+                    self._items.popitem(last=False)
+                self._loading.pop(key, None)
+            return bundle
+
+    def evict(self, gpt: str | None, sovits: str | None) -> bool:
+        """Forget a fine-tuned bundle (its voice was deleted); True if it was loaded."""
+        with self._lock:
+            return self._items.pop((gpt or "", sovits or ""), None) is not None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass
+class EngineStats:
+    submitted: int = 0
+    rejected: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    failed: int = 0
+
+
+class InferenceEngine:
+    """Worker pool + bounded queue around a shared, read-only `ModelBundle`."""
+
+    def __init__(self, bundle: Any, synthesizer_factory: SynthesizerFactory,
+                 config: EngineConfig | None = None,
+                 on_finished: Callable[[RequestSession], None] | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.bundle = bundle
+        self.pool = BundlePool(bundle, self.config.bundle_pool_size)
+        self._factory = synthesizer_factory
+        self._queue: queue.Queue[RequestSession | None] = queue.Queue(maxsize=self.config.queue_size)
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._accepting = False
+        self._threads: list[threading.Thread] = []
+        self.stats = EngineStats()
+        self.ready = False
+        self._on_finished = on_finished
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.bundle.sample_rate)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._accepting = True
+        for i in range(max(1, self.config.workers)):
+            t = threading.Thread(target=self._work, name=f"gsv-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+        self.ready = False
+
+    def shutdown(self, timeout: float = 30.0) -> bool:
+        """Drain: refuse new jobs, let queued and running ones finish, then stop the workers.
+
+        Returns False when work was still running at the timeout (it is then cancelled).
+        """
+        self.stop_accepting()
+        end = time.monotonic() + timeout
+        while (self.queue_depth() or self.inflight()) and time.monotonic() < end:
+            time.sleep(0.02)
+        drained = not (self.queue_depth() or self.inflight())
+        if not drained:
+            self._cancel_queued()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout=max(0.1, end - time.monotonic()))
+        self._threads = []
+        return drained
+
+    def _cancel_queued(self) -> None:
+        while True:
+            try:
+                s = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if s is not None:
+                s.cancel()
+                s._finish("cancelled", EngineClosedError("The server is shutting down."))
+
+    # ---- submission -------------------------------------------------------------------------
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def inflight(self) -> int:
+        with self._lock:
+            return self._inflight
+
+    def submit(self, job: SynthesisJob, loop: asyncio.AbstractEventLoop | None = None) -> RequestSession:
+        """Queue a job; raises `QueueFullError`/`EngineClosedError` (503) instead of waiting."""
+        if not self._accepting:
+            raise EngineClosedError("The server is draining or not started; retry on another instance.",
+                                    retry_after=self.config.retry_after_s)
+        timeout = job.timeout_s or self.config.request_timeout_s
+        session = RequestSession(job=job, loop=loop or asyncio.get_running_loop(),
+                                 deadline=time.monotonic() + timeout)
+        try:
+            self._queue.put_nowait(session)
+        except queue.Full:
+            with self._lock:
+                self.stats.rejected += 1
+            raise QueueFullError(
+                f"All {self.config.workers} synthesis workers are busy and {self.config.queue_size} "
+                "requests are waiting; retry after the Retry-After delay.",
+                retry_after=self.config.retry_after_s,
+            ) from None
+        with self._lock:
+            self.stats.submitted += 1
+        return session
+
+    # ---- worker side ------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            session = self._queue.get()
+            if session is None:
+                return
+            with self._lock:
+                self._inflight += 1
+            try:
+                self._run(session)
+            finally:
+                with self._lock:
+                    self._inflight -= 1
+                    self._count(session.status)
+                if self._on_finished is not None:
+                    try:
+                        self._on_finished(session)
+                    except Exception:  # metrics must never kill a worker
+                        log.exception("on_finished hook failed")
+
+    def _count(self, status: str) -> None:
+        attr = {"done": "completed", "cancelled": "cancelled", "timeout": "timed_out"}.get(status, "failed")
+        setattr(self.stats, attr, getattr(self.stats, attr) + 1)
+
+    def _run(self, session: RequestSession) -> None:
+        job = session.job
+        session.started, session.status = time.monotonic(), "running"
+        try:
+            if not session.should_stop():
+                synth = self._factory(self.pool.get(job.gpt_weights, job.sovits_weights))
+                if job.stream:
+                    for chunk in synth.stream(job.text, job.voice, job.params, should_stop=session.should_stop):
+                        session._emit(chunk, int(np.asarray(chunk.samples).size))
+                        if session.cancelled or session.timed_out():
+                            break
+                else:
+                    audio = synth.synthesize(job.text, job.voice, job.params, should_stop=session.should_stop)
+                    if not session.cancelled and not session.timed_out():
+                        session._emit(np.asarray(audio, dtype=np.float32), int(np.asarray(audio).size))
+        except Exception as exc:  # reported to the client by the async side
+            log.warning("synthesis %s failed: %s", session.id, exc)
+            session._finish("failed", exc)
+            return
+        if session.cancelled:
+            session._finish("cancelled", RequestCancelledError("The request was cancelled."))
+        elif session.timed_out():
+            session._finish("timeout", RequestTimeoutError(
+                "Synthesis did not finish within the request timeout; send shorter text."))
+        else:
+            session._finish("done")
+
+    # ---- warm-up ----------------------------------------------------------------------------
+    def warm_up(self, voice: Any, params: Any, text: str = "Hello.", timeout: float = 300.0) -> None:
+        """Run one tiny synthesis on a worker (compiles kernels, fills caches); sets `ready`.
+
+        Runs the job directly on the worker path so it neither needs an event loop nor counts
+        against the queue; raises if it fails, leaving the engine not ready.
+        """
+        loop = asyncio.new_event_loop()
+        try:
+            session = RequestSession(job=SynthesisJob(text, voice, params), loop=loop,
+                                     deadline=time.monotonic() + timeout)
+            self._run(session)
+            if session.status != "done":
+                raise RuntimeError(f"warm-up synthesis ended with status {session.status}: {session.error}")
+        finally:
+            loop.close()
+        self.ready = True

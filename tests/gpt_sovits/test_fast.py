@@ -1,0 +1,183 @@
+"""Fast inference path: same tokens as the reference engine, prepared models, INT8, graph step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt_sovits.config import GPTConfig, SoVITSConfig
+from gpt_sovits.engine import DecodeRequest, Decoder
+from gpt_sovits.fast import (
+    FastDecoder, PrecisionError, TorchT2S, _Int8Attention, decode_tokens, grow_chunk, prepare_sovits,
+    prepare_t2s, resolve_precision,
+)
+from gpt_sovits.sampling import SamplingParams
+from gpt_sovits.sovits.model import SynthesizerTrn
+from gpt_sovits.t2s import T2SModel
+from vocoder.weight_norm import WeightNormMixin
+
+
+@pytest.fixture(scope="module")
+def cfg(configs_dir: Path) -> GPTConfig:
+    return GPTConfig.load(configs_dir / "gpt_tiny.json")
+
+
+@pytest.fixture(scope="module")
+def model(cfg: GPTConfig) -> T2SModel:
+    torch.manual_seed(5)
+    return T2SModel(cfg).eval()
+
+
+def _request(cfg: GPTConfig, n: int = 11, p: int = 7, seed: int = 0) -> DecodeRequest:
+    gen = torch.Generator().manual_seed(seed)
+    return DecodeRequest(torch.randint(0, 732, (n,), generator=gen),
+                         torch.randn(cfg.bert_dim, n, generator=gen),
+                         torch.randint(0, 1024, (p,), generator=gen))
+
+
+SAMPLED = SamplingParams(top_k=15, top_p=0.9, temperature=0.8, seed=123, max_new_tokens=40, min_new_tokens=40)
+GREEDY = SamplingParams.greedy(seed=0, max_new_tokens=25, min_new_tokens=25)
+
+
+@pytest.mark.parametrize("params", [SAMPLED, GREEDY], ids=["sampled", "greedy"])
+@pytest.mark.parametrize("sync_every", [1, 3])
+def test_fast_stream_equals_reference_engine(model: T2SModel, cfg: GPTConfig, params: SamplingParams,
+                                             sync_every: int) -> None:
+    req = _request(cfg)
+    expected = list(Decoder(model).stream(req, params))
+    fast = FastDecoder(TorchT2S(model), sync_every=sync_every, config=model.cfg)
+    assert list(fast.stream(req, params)) == expected
+    assert len(expected) == params.max_new_tokens
+
+
+def test_generate_matches_engine_per_request(model: T2SModel, cfg: GPTConfig) -> None:
+    reqs = [_request(cfg, 9, 5, seed=1), _request(cfg, 14, 3, seed=2)]
+    params = [SamplingParams(seed=7, max_new_tokens=12, min_new_tokens=12),
+              SamplingParams(seed=8, max_new_tokens=20, min_new_tokens=20)]
+    expected = Decoder(model).generate(reqs, params)
+    got = FastDecoder(TorchT2S(model), sync_every=2).generate(reqs, params)
+    assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+
+
+class _EosModel(T2SModel):
+    """Logits strongly favour EOS, so decoding stops as soon as EOS is allowed."""
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        out = super().logits(hidden).clone()
+        out[..., self.cfg.eos] += 100.0
+        return out
+
+
+@pytest.mark.parametrize("sync_every", [1, 4])
+def test_stops_at_eos_after_min_tokens(cfg: GPTConfig, sync_every: int) -> None:
+    torch.manual_seed(1)
+    eos_model = _EosModel(cfg).eval()
+    params = SamplingParams(seed=3, max_new_tokens=50, min_new_tokens=6)
+    tokens = list(decode_tokens(TorchT2S(eos_model), _request(cfg), params, sync_every=sync_every))
+    assert tokens == list(Decoder(eos_model).stream(_request(cfg), params))
+    assert len(tokens) == 6
+
+
+def test_should_stop_ends_after_the_current_block(model: T2SModel, cfg: GPTConfig) -> None:
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2  # before prefill, after block 1, after block 2 -> stop
+
+    tokens = list(decode_tokens(TorchT2S(model), _request(cfg), SAMPLED, sync_every=4, should_stop=stop))
+    assert len(tokens) == 8
+
+
+def test_static_graph_step_matches_eager_and_is_released(model: T2SModel, cfg: GPTConfig) -> None:
+    """The CUDA-graph code path without capture: static cache, one shared runner, lock release."""
+    backend = TorchT2S(model, force_graph_step=True, graph_max_len=200)
+    assert backend.graph is not None and not backend.graph.capture
+    expected = list(Decoder(model).stream(_request(cfg), SAMPLED))
+    for _ in range(2):  # the runner is acquired, reset and released each time
+        assert list(decode_tokens(backend, _request(cfg), SAMPLED, sync_every=2)) == expected
+    # While one sequence holds the runner, a second falls back to an eager cache.
+    held = decode_tokens(backend, _request(cfg), SAMPLED)
+    first = next(held)
+    assert list(decode_tokens(backend, _request(cfg), SAMPLED)) == expected
+    assert [first, *held] == expected
+    # Sequences longer than the static cache use the eager path too.
+    long = SamplingParams(seed=1, max_new_tokens=250, min_new_tokens=250)
+    assert len(list(decode_tokens(backend, _request(cfg), long))) == 250
+
+
+def test_int8_quantizes_every_block_linear_and_stays_close(model: T2SModel, cfg: GPTConfig) -> None:
+    q = prepare_t2s(model, "int8", "cpu")
+    for block in q.h.layers:
+        assert isinstance(block.self_attn, _Int8Attention)
+        for lin in (block.self_attn.qkv, block.self_attn.out_proj, block.linear1, block.linear2):
+            assert type(lin).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    assert isinstance(model.h.layers[0].self_attn.in_proj_weight, torch.nn.Parameter)  # original untouched
+    req = _request(cfg)
+    ref_logits, _ = TorchT2S(model).t2s_prefill(req, 4)
+    q_logits, _ = TorchT2S(q).t2s_prefill(req, 4)
+    # Stated tolerance: INT8 weights + per-call activation scales keep prefill logits within 5%
+    # relative L2 of FP32 on the tiny model.
+    rel = float((q_logits - ref_logits).norm() / ref_logits.norm())
+    assert 0 < rel < 0.05
+
+
+def test_bf16_on_cpu_decodes(model: T2SModel, cfg: GPTConfig) -> None:
+    b16 = prepare_t2s(model, "bf16", "cpu")
+    assert b16.ar_predict_layer.weight.dtype == torch.bfloat16
+    tokens = list(decode_tokens(TorchT2S(b16), _request(cfg), GREEDY))
+    assert len(tokens) == GREEDY.max_new_tokens and all(0 <= t < cfg.eos for t in tokens)
+
+
+def test_prepare_sovits_folds_weight_norm_and_keeps_output(configs_dir: Path) -> None:
+    torch.manual_seed(0)
+    sovits = SynthesizerTrn(SoVITSConfig.load(configs_dir / "sovits_tiny.json"), with_posterior=False).eval()
+    with torch.no_grad():
+        for module in sovits.modules():
+            if isinstance(module, WeightNormMixin):
+                module.weight_g.mul_(50.0)  # make the decoder output non-trivial
+    fast = prepare_sovits(sovits, "fp32", "cpu")
+    assert not any(name.endswith("weight_g") for name, _ in fast.named_parameters())
+    assert any(name.endswith("weight_g") for name, _ in sovits.named_parameters())
+    codes = torch.randint(0, 1024, (1, 1, 10))
+    phones = torch.randint(0, 732, (1, 8))
+    ge = torch.randn(1, sovits.cfg.gin_channels, 1)
+    ref = sovits.decode(codes, phones, ge, noise_scale=0.0)
+    out = fast.decode(codes, phones, ge, noise_scale=0.0)
+    assert ref.abs().max() > 1e-3
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_precision_rules() -> None:
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cuda") == "fp16"
+    assert resolve_precision("int8", "cpu") == "int8"
+    with pytest.raises(PrecisionError, match="int8"):
+        resolve_precision("int8", "cuda")
+    with pytest.raises(PrecisionError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(PrecisionError, match="one of"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_chunk_schedule_grows_to_the_cap() -> None:
+    sizes, size = [], 4
+    for _ in range(5):
+        sizes.append(size)
+        size = grow_chunk(size, 24)
+    assert sizes == [4, 8, 16, 24, 24]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_step_matches_eager_on_gpu(model: T2SModel, cfg: GPTConfig) -> None:
+    fast = prepare_t2s(model, "fp32", "cuda")
+    graph = TorchT2S(fast, cuda_graph=True, graph_max_len=256)
+    eager = TorchT2S(fast, cuda_graph=False)
+    params = SamplingParams.greedy(seed=0, max_new_tokens=30, min_new_tokens=30)
+    req = _request(cfg)
+    expected = list(decode_tokens(eager, req, params, sync_every=4))
+    assert graph.graph is not None
+    assert list(decode_tokens(graph, req, params, sync_every=4)) == expected
+    assert graph.graph.graph is not None  # captured
