@@ -16,6 +16,7 @@ from gpt_sovits.config import GPTConfig, SoVITSConfig
 from gpt_sovits.errors import CheckpointError, GSVError, ModelNotFoundError
 from gpt_sovits.features import BertFeatureExtractor, SSLFeatureExtractor
 from gpt_sovits.sovits.model import SynthesizerTrn
+from gpt_sovits.sovits.random_init import make_audible
 from gpt_sovits.t2s import T2SModel
 from gpt_sovits.text.frontend import TextFrontend
 
@@ -85,7 +86,7 @@ class ModelBundle:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gpt = T2SModel(gpt_cfg)
-            sovits = SynthesizerTrn(sovits_cfg, with_posterior=False)
+            sovits = make_audible(SynthesizerTrn(sovits_cfg, with_posterior=False))
             _init_random_codebook(sovits)
             if pro:  # built last, so the non-pro models get the same weights for the same seed
                 from speaker_encoder.eres2net import ERes2NetV2, ERes2NetV2Config

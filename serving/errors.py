@@ -7,7 +7,6 @@ overload) are `ServingError`s that carry their own status and an optional Retry-
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +15,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpt_sovits.errors import GSVError
-from gpt_sovits.text.errors import FrontendError
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +104,8 @@ def error_response(status: int, code: str, message: str, *, retry_after: float |
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=hdrs)
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Error")).lower() or "invalid_input"
-
-
 def describe(exc: BaseException) -> tuple[int, str, str]:
     """(status, code, message) for any exception; unknown ones are a logged, generic 500."""
-    if isinstance(exc, FrontendError) and not isinstance(exc, GSVError):
-        # text-frontend input errors (a ValueError family): the class name is the code
-        return 422, _snake(type(exc).__name__), str(exc)
     if isinstance(exc, GSVError):
         return status_for(exc), exc.code, str(exc)
     log.error("unhandled error", exc_info=exc)
@@ -150,10 +141,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GSVError)
     async def _gsv(_: Request, exc: GSVError) -> JSONResponse:
-        return response_for(exc)
-
-    @app.exception_handler(FrontendError)
-    async def _frontend(_: Request, exc: FrontendError) -> JSONResponse:
         return response_for(exc)
 
     @app.exception_handler(RequestValidationError)

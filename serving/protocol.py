@@ -32,6 +32,8 @@ class SamplingParams(BaseModel):
     temperature: float = Field(1.0, ge=0.01, le=2.0, description="Sampling temperature.")
     repetition_penalty: float = Field(1.35, ge=1.0, le=2.0, description="Penalty on repeated tokens.")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed for reproducible output.")
+    noise_scale: float = Field(0.5, ge=0.0, le=1.0,
+                               description="SoVITS prior noise (0 = deterministic rendering of the tokens).")
     split_method: SplitMethod = Field("cut5", description="How text is split into segments (cut0 = none).")
     sample_rate: int | None = Field(None, ge=8000, le=48000,
                                     description="Resample output to this rate (default: model rate).")

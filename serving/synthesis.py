@@ -62,6 +62,7 @@ class SynthesisService:
             text_lang=sampling.language, split_method=sampling.split_method, top_k=sampling.top_k,
             top_p=sampling.top_p, temperature=sampling.temperature,
             repetition_penalty=sampling.repetition_penalty, seed=sampling.seed, speed=sampling.speed,
+            noise_scale=sampling.noise_scale,
         )
 
     def _resolve(self, owner: str, voice_id: str) -> tuple[Any, str | None, str | None]:

@@ -8,7 +8,7 @@ import torch
 
 from gpt_sovits.config import SoVITSConfig
 from gpt_sovits.sovits.model import SynthesizerTrn
-from vocoder.weight_norm import WeightNormMixin
+from gpt_sovits.sovits.random_init import make_audible
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 
@@ -20,23 +20,8 @@ def load_config(name: str, **overrides: object) -> SoVITSConfig:
 
 
 def activate(model: SynthesizerTrn) -> SynthesizerTrn:
-    """Make a random model's audio depend on its input.
-
-    At plain random init the flow couplings are the identity (zero-initialised `post`) and the
-    HiFi-GAN convs (N(0, 0.01)) shrink the signal until the output is a fixed bias pattern, so any
-    comparison of two decodes is trivially exact. Unit weight-norm gains, zero decoder biases and
-    random coupling outputs give an output that changes with the tokens, like a trained model's.
-    """
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, WeightNormMixin):
-                module.weight_g.fill_(1.0)
-        for name, param in model.dec.named_parameters():
-            if name.endswith("bias"):
-                param.zero_()
-        for coupling in model.flow.flows[::2]:
-            torch.nn.init.normal_(coupling.post.weight, 0.0, 0.1)
-    return model
+    """Make a random model's audio depend on its input (see gpt_sovits.sovits.random_init)."""
+    return make_audible(model)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from gpt_sovits.pipeline import SynthesisParams, Synthesizer, VoicePrompt
 
 TEXT = "Hello world, this is the first clause. And here comes a second sentence, then a third."
 # Greedy decoding and a fixed seed: every path is deterministic, so outputs can be compared.
-PARAMS = SynthesisParams(top_k=1, seed=7, text_lang="en", max_tokens_per_phone=2.0,
+PARAMS = SynthesisParams(top_k=1, seed=7, text_lang="en", max_tokens_per_phone=2.0, noise_scale=0.0,
                          first_chunk_tokens=4, chunk_tokens=16)
 
 
