@@ -17,6 +17,8 @@ COMMAND_MODULES = [
     "scripts.train_cmds",
     "scripts.corpus_cmds",
     "scripts.eval_cmds",
+    "scripts.export_cmds",
+    "scripts.bench_cmds",
 ]
 
 

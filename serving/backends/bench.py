@@ -12,7 +12,8 @@ Set-up (stated in every report's `meta`):
 
 Per (size, backend, precision, concurrency): time to first audio chunk p50/p95, RTF (wall time /
 seconds of speech, inserted pauses excluded) p50/mean, GPT tokens/s per stream (prefill included)
-and prefill time p50, SoVITS seconds of audio per second of decode, peak RSS (and CUDA memory).
+and prefill time p50, SoVITS seconds of audio per second of decode (raw: every decoded window,
+left context and lookahead included; net: delivered speech only), peak RSS (and CUDA memory).
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def random_bundle(size: str, seed: int = 0, device: str = "cpu") -> Any:
     from gpt_sovits.text.frontend import TextFrontend
 
     if size == "tiny":
-        return _audible(ModelBundle.random_tiny(seed, device))
+        return ModelBundle.random_tiny(seed, device)  # already audible
     gpt_path, sovits_path = CONFIGS_DIR / f"gpt_{size}.json", CONFIGS_DIR / f"sovits_{size}.json"
     if not gpt_path.is_file() or not sovits_path.is_file():
         raise BenchError(f"unknown model size {size!r}: need {gpt_path.name} and {sovits_path.name} in configs/")
@@ -113,14 +114,11 @@ def random_bundle(size: str, seed: int = 0, device: str = "cpu") -> Any:
 
 
 def _audible(bundle: Any) -> Any:
-    """Unit weight-norm gains: random init shrinks the decoder signal towards denormal floats,
-    which real weights never produce and which would make CPU convolutions unrealistically slow."""
-    from vocoder.weight_norm import WeightNormMixin
+    """Random init shrinks the decoder signal towards a constant (and towards denormal floats,
+    which make CPU convolutions unrealistically slow); trained weights do neither."""
+    from gpt_sovits.sovits.random_init import make_audible
 
-    with torch.no_grad():
-        for module in bundle.sovits.modules():
-            if isinstance(module, WeightNormMixin) and not module.folded:
-                module.weight_g.fill_(1.0)
+    make_audible(bundle.sovits)
     return bundle
 
 
@@ -285,6 +283,7 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
     rtf = [x for s in stats for x in s.rtf]
     prefill = [x for s in stats for x in s.prefill_s]
     tokens, gpt_s = sum(s.tokens for s in stats), sum(s.gpt_s for s in stats)
+    speech = sum(s.speech_s for s in stats)
     sov_audio, sov_s = sum(s.sovits_samples for s in stats) / sr, sum(s.sovits_s for s in stats)
     langs: dict[str, list[tuple[float, float]]] = {}
     for s in stats:
@@ -301,7 +300,8 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
         "gpt_tokens_per_s_total": round(tokens / wall, 1),
         "prefill_p50_ms": round(1000 * _pct(prefill, 0.5), 1),
         "sovits_audio_s_per_s": round(sov_audio / sov_s, 2) if sov_s else None,
-        "speech_seconds": round(sum(s.speech_s for s in stats), 2),
+        "sovits_net_audio_s_per_s": round(speech / sov_s, 2) if sov_s else None,
+        "speech_seconds": round(speech, 2),
         "wall_seconds": round(wall, 2),
         "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
         "peak_vram_mb": round(vram / 2**20, 1) if vram is not None else None,
@@ -377,9 +377,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
 
 COLUMNS = (("size", 5), ("backend", 8), ("precision", 9), ("concurrency", 4), ("ttfc_p50_ms", 9),
            ("ttfc_p95_ms", 9), ("rtf_p50", 7), ("gpt_tokens_per_s", 8), ("prefill_p50_ms", 9),
-           ("sovits_audio_s_per_s", 8), ("peak_rss_mb", 8))
+           ("sovits_audio_s_per_s", 8), ("sovits_net_audio_s_per_s", 8), ("peak_rss_mb", 8))
 HEADERS = ("size", "backend", "precision", "conc", "ttfc p50", "ttfc p95", "RTF p50", "GPT tok/s",
-           "prefill ms", "SoVITS x", "RSS MB")
+           "prefill ms", "SoVITS x", "SoV net", "RSS MB")
 
 
 def format_row(result: dict[str, Any]) -> str:

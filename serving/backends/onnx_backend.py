@@ -64,7 +64,10 @@ class OnnxBackend(Backend):
     name = "onnx"
 
     def __init__(self, export_dir: str | Path, *, device: str | torch.device = "cpu",
-                 threads: int = 0) -> None:
+                 threads: int = 0, spin: bool = False) -> None:
+        """`threads`: intra-op threads (0 = ONNX Runtime's default); `spin`: let idle pool
+        threads busy-wait. Off by default: the GPT step, SoVITS decodes and other requests share
+        the cores, and spinning threads steal them (it only pays on a dedicated, idle machine)."""
         import onnxruntime as ort
 
         self.export_dir = Path(export_dir)
@@ -75,6 +78,7 @@ class OnnxBackend(Backend):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         providers = _providers(dev)
         self.sessions = {
             role: ort.InferenceSession(str(self.info.path(self.export_dir, role)), opts, providers=providers)

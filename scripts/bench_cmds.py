@@ -1,0 +1,62 @@
+"""`gsv bench`: streaming latency/throughput per model size, backend, precision and concurrency."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("gsv.bench")
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark streaming synthesis (random weights, forced token budget)",
+        description="Time to first chunk, RTF, GPT tokens/s, SoVITS speed and peak memory for each "
+        "size x backend x precision x concurrency, on random weights with a fixed token budget "
+        "per phone (random models never stop on their own). See serving/backends/bench.py.",
+    )
+    p.add_argument("--sizes", type=_csv, default=["tiny"], help="model sizes, comma-separated (tiny, v2)")
+    p.add_argument("--backends", type=_csv, default=["torch"], help="torch, onnx, tensorrt (comma-separated)")
+    p.add_argument("--precision", type=_csv, default=["auto"],
+                   help="auto, fp32, fp16, bf16, int8 (comma-separated; auto = fp16 on CUDA, fp32 on CPU)")
+    p.add_argument("--concurrency", type=lambda v: [int(x) for x in _csv(v)], default=[1],
+                   help="concurrent streams, comma-separated (e.g. 1,4,8)")
+    p.add_argument("--texts", type=_csv, default=None,
+                   help="subset of bench texts: en_short,en_long,zh_short,zh_long,mixed (default all)")
+    p.add_argument("--repeats", type=int, default=1, help="passes over the texts per configuration")
+    p.add_argument("--tokens-per-phone", type=float, default=2.2, help="forced GPT tokens per target phone")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--max-concurrency", action="append", default=[], metavar="SIZE=N",
+                   help="skip concurrency above N for SIZE, e.g. v2=1 (repeatable)")
+    p.add_argument("--export-dir", type=Path, default=None, help="where ONNX exports are written and reused")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write the JSON report here")
+    p.set_defaults(func=run_bench_cmd)
+
+
+def run_bench_cmd(args: argparse.Namespace) -> int:
+    from serving.backends.bench import TEXTS, BenchOptions, format_table, run_bench
+
+    caps = {}
+    for item in args.max_concurrency:
+        size, _, n = item.partition("=")
+        caps[size] = int(n)
+    options = BenchOptions(
+        sizes=args.sizes, backends=args.backends, precisions=args.precision, concurrency=args.concurrency,
+        texts=args.texts or [t.name for t in TEXTS], repeats=args.repeats,
+        tokens_per_phone=args.tokens_per_phone, threads=args.threads, device=args.device,
+        export_root=args.export_dir, max_concurrency_by_size=caps,
+    )
+    report = run_bench(options, log=lambda line: log.info("%s", line))
+    print(format_table(report))
+    print(f"note: {report['meta']['note']}")
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.output}")
+    return 0
