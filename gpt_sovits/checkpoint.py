@@ -4,7 +4,11 @@ Two families are read:
 
 * **native** (ours): `<stem>.safetensors` + `<stem>.json`. The JSON is
   `{"kind": "gpt"|"sovits", "format_version": 1, "config": {<dataclass>}, "info": {...}}`; keys in
-  the safetensors file are exactly the model's `state_dict()` keys. No pickle anywhere.
+  the safetensors file are exactly the model's `state_dict()` keys. No pickle anywhere. The same
+  four entries are also embedded in the safetensors `__metadata__` (string values; `config` and
+  `info` as JSON text), so the `.safetensors` alone is a complete checkpoint: one file to upload
+  or copy. The sidecar wins when both exist (it is what people edit); files written before the
+  embedding existed still load through their sidecar.
 * **official** GPT-SoVITS `.ckpt` / `.pth` (v1, v2, v2Pro, v2ProPlus), decoded safely by
   `gpt_sovits.checkpoint_legacy`, which also maps their configs onto ours from the tensor shapes.
 
@@ -79,7 +83,7 @@ class CheckpointInfo:
     info: Any = None
     """Free-form info stored with the weights (official: a string like '8epoch_96iteration')."""
     sidecar: Path | None = None
-    """Native checkpoints: the JSON config file."""
+    """Native checkpoints: the JSON config file; None when the config came from the embedded metadata."""
 
 
 @dataclass
@@ -140,19 +144,20 @@ def load_checkpoint(
 
 def save_gpt(model: torch.nn.Module | Mapping[str, torch.Tensor], cfg: GPTConfig, path: str | Path,
              info: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `<stem>.safetensors` + `<stem>.json`; returns the `.safetensors` path."""
+    """Write `<stem>.safetensors` (config embedded) + `<stem>.json`; returns the `.safetensors` path."""
     return _save_native("gpt", model, cfg, path, info, dtype)
 
 
 def save_sovits(model: torch.nn.Module | Mapping[str, torch.Tensor], cfg: SoVITSConfig, path: str | Path,
                 info: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `<stem>.safetensors` + `<stem>.json` (with `enc_q.*` if the model has it)."""
+    """Write `<stem>.safetensors` (config embedded) + `<stem>.json` (with `enc_q.*` if the model has it)."""
     return _save_native("sovits", model, cfg, path, info, dtype)
 
 
 def native_paths(path: str | Path) -> tuple[Path, Path | None]:
     """(weights, sidecar) for a native checkpoint named by its stem, `.safetensors` or `.json`;
-    (path, None) when `path` is not one of ours."""
+    (path, None) when `path` is not one of ours. The sidecar may not exist: a single `.safetensors`
+    carries its config in the metadata."""
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         stem = path.with_suffix("")
@@ -195,11 +200,14 @@ def _save_native(kind: Kind, model: torch.nn.Module | Mapping[str, torch.Tensor]
         text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
     except TypeError as exc:
         raise ValueError(f"checkpoint info must be JSON-serialisable: {exc}") from exc
+    metadata = {"kind": kind, "format_version": str(FORMAT_VERSION),
+                "config": json.dumps(sidecar["config"], sort_keys=True),
+                "info": json.dumps(sidecar["info"], sort_keys=True)}
     stem = _stem_of(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
     weights, json_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     tmp_w, tmp_j = weights.with_name(weights.name + ".tmp"), json_path.with_name(json_path.name + ".tmp")
-    save_file(tensors, str(tmp_w), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
+    save_file(tensors, str(tmp_w), metadata=metadata)
     tmp_j.write_text(text)
     os.replace(tmp_w, weights)  # weights first: a sidecar never points at a half-written file
     os.replace(tmp_j, json_path)
@@ -212,44 +220,72 @@ def _to_saved(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor.contiguous().clone()
 
 
-def _read_sidecar(sidecar: Path) -> tuple[Kind, GPTConfig | SoVITSConfig, Any]:
-    if not sidecar.is_file():
-        raise CheckpointError(
-            f"config file '{sidecar}' is missing: our .safetensors weights need their .json beside them"
-        )
+def _read_sidecar(sidecar: Path) -> dict[str, Any]:
     try:
         meta = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"'{sidecar}' is not valid JSON ({exc}); the checkpoint config is corrupt") from exc
-    if not isinstance(meta, dict) or meta.get("kind") not in ("gpt", "sovits") or "config" not in meta:
+    if not isinstance(meta, dict):
         raise CheckpointError(f"'{sidecar}' is not a checkpoint sidecar (needs 'kind' gpt|sovits and 'config')")
+    return meta
+
+
+def _embedded_meta(weights: Path, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    """The sidecar's content from the safetensors `__metadata__` (all values are strings there)."""
+    if not metadata or "config" not in metadata:
+        raise CheckpointError(
+            f"'{weights}' has no embedded config and its config file '{_sidecar_of(weights)}' is missing: "
+            "our .safetensors weights need their .json beside them (files saved by this version embed it)"
+        )
+    try:
+        version = metadata.get("format_version")
+        return {"kind": metadata.get("kind"), "format_version": int(version) if version is not None else None,
+                "config": json.loads(metadata["config"]), "info": json.loads(metadata.get("info", "null"))}
+    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"'{weights}': the embedded checkpoint config is corrupt ({exc})") from exc
+
+
+def _sidecar_of(weights: Path) -> Path:
+    return weights.with_name((weights.stem if weights.suffix == ".safetensors" else weights.name) + ".json")
+
+
+def _parse_meta(meta: dict[str, Any], source: str) -> tuple[Kind, GPTConfig | SoVITSConfig, Any]:
+    """Validate sidecar-shaped metadata (from the JSON file or the embedded copy)."""
+    if meta.get("kind") not in ("gpt", "sovits") or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{source} is not checkpoint metadata (needs 'kind' gpt|sovits and 'config')")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"'{sidecar}': format_version {version!r} is not readable by this version (max {FORMAT_VERSION})"
+            f"{source}: format_version {version!r} is not readable by this version (max {FORMAT_VERSION})"
         )
     cls = GPTConfig if meta["kind"] == "gpt" else SoVITSConfig
     try:
         cfg = cls.from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"'{sidecar}': config does not fit {cls.__name__}: {exc}") from exc
+        raise CheckpointError(f"{source}: config does not fit {cls.__name__}: {exc}") from exc
     return meta["kind"], cfg, meta.get("info")
 
 
 def _native_info(weights: Path, sidecar: Path) -> CheckpointInfo:
     if not weights.is_file():
         raise CheckpointError(f"checkpoint weights not found: '{weights}'", code="checkpoint_not_found")
-    kind, cfg, info = _read_sidecar(sidecar)
     try:
         with safe_open(str(weights), framework="pt") as fh:
             keys = list(fh.keys())
             dtypes = {str(fh.get_slice(k).get_dtype()) for k in keys}
+            metadata = fh.metadata()
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"'{weights}' is not a readable safetensors file ({exc})") from exc
+    if sidecar.is_file():
+        kind, cfg, info = _parse_meta(_read_sidecar(sidecar), f"'{sidecar}'")
+        used_sidecar: Path | None = sidecar
+    else:
+        kind, cfg, info = _parse_meta(_embedded_meta(weights, metadata), f"'{weights}' (embedded metadata)")
+        used_sidecar = None
     version = gpt_version(cfg) if isinstance(cfg, GPTConfig) else cfg.version
     return CheckpointInfo(path=weights, kind=kind, family="native", version=version, config=cfg,
                           has_posterior=any(k.startswith("enc_q.") for k in keys),
-                          stored_dtype=",".join(sorted(dtypes)), info=info, sidecar=sidecar)
+                          stored_dtype=",".join(sorted(dtypes)), info=info, sidecar=used_sidecar)
 
 
 def _read_native(weights: Path, sidecar: Path) -> _State:

@@ -12,17 +12,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpt_sovits.errors import GSVError
+
 log = logging.getLogger("gsv.serve")
 
-_MODEL_FLAGS = ("data_dir", "models_dir", "gpt", "sovits", "hubert_dir", "bert_dir", "sv_path", "device")
+
+class UsageError(GSVError, ValueError):
+    """Flags that contradict each other or do not validate (printed as one line, exit status 2)."""
+
+    code = "invalid_arguments"
+
+_MODEL_FLAGS = ("data_dir", "models_dir", "model_version", "gpt", "sovits", "hubert_dir", "bert_dir", "sv_path",
+                "device")
+_PATH_FLAGS = {"models_dir": "--models-dir", "gpt": "--gpt", "sovits": "--sovits", "hubert_dir": "--hubert-dir",
+               "bert_dir": "--bert-dir", "sv_path": "--sv"}
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models and data (default: GSV_* environment, then built-in defaults)")
     g.add_argument("--data-dir", help="voice registry directory (default ./data)")
-    g.add_argument("--models-dir", help="folder in the official GPT_SoVITS/pretrained_models layout")
-    g.add_argument("--gpt", help="GPT weights (.ckpt or .safetensors)")
-    g.add_argument("--sovits", help="SoVITS weights (.pth or .safetensors)")
+    g.add_argument("--models-dir", help="folder in the official GPT_SoVITS/pretrained_models layout, or ours "
+                                       "(gpt/sovits .safetensors + .json, hubert/, bert/)")
+    g.add_argument("--model-version", "--version", dest="model_version",
+                   help="model set to take from --models-dir: v1, v2 (default), v2Pro, v2ProPlus")
+    g.add_argument("--gpt", help="base GPT weights (.ckpt or .safetensors); overrides --models-dir")
+    g.add_argument("--sovits", help="base SoVITS weights (.pth or .safetensors); overrides --models-dir")
     g.add_argument("--hubert-dir", help="chinese-hubert-base directory (Hugging Face format)")
     g.add_argument("--bert-dir", help="chinese-roberta-wwm-ext-large directory (Chinese text)")
     g.add_argument("--sv", dest="sv_path", help="ERes2NetV2 checkpoint (needed by v2Pro/v2ProPlus SoVITS)")
@@ -78,8 +92,22 @@ def _settings(args: argparse.Namespace, **extra: Any):
 
     values = {k: getattr(args, k, None) for k in _MODEL_FLAGS}
     values["random_weights"] = getattr(args, "random_weights", None)
+    if values["random_weights"]:
+        ignored = [flag for name, flag in _PATH_FLAGS.items() if values.get(name) is not None]
+        if ignored:  # e.g. `--gpt FT` meant as a fine-tune to attach: say so instead of silently dropping it
+            raise UsageError(
+                f"{', '.join(ignored)} choose the base models, which --random-weights replaces; drop one of them"
+                + (" (to attach fine-tuned weights to a voice, use --gpt-weights / --sovits-weights)"
+                   if args.func is run_clone else "")
+            )
     values.update(extra)
-    return Settings(**{k: v for k, v in values.items() if v is not None})
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid settings ({problems})") from exc
 
 
 def _missing_models(settings: Any) -> bool:
@@ -140,19 +168,34 @@ def _local_services(args: argparse.Namespace) -> tuple[Any, Any] | None:
     from serving.app import build_voice_service, load_bundle
     from serving.engine import BundlePool
 
+    from serving.storage import DataDirLockedError
+
     settings = _settings(args)
     if _missing_models(settings):
         return None
     pool = BundlePool(load_bundle(settings), settings.finetune_pool_size)
-    return build_voice_service(settings, pool), pool
+    try:
+        return build_voice_service(settings, pool), pool
+    except DataDirLockedError as exc:  # the usual cause: `gsv serve` runs on the same data dir
+        raise DataDirLockedError(
+            f"{exc} If `gsv serve` is running on it, pass --url http://HOST:PORT to use that server instead."
+        ) from exc
 
 
-def _read_optional(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path else None
+def _read_input(path: str, what: str) -> bytes:
+    if not Path(path).is_file():
+        raise UsageError(f"{what} '{path}' not found: pass the path of an existing file")
+    return Path(path).read_bytes()
+
+
+def _read_optional(path: str | None, what: str) -> bytes | None:
+    return _read_input(path, what) if path else None
 
 
 def run_clone(args: argparse.Namespace) -> int:
-    audio = Path(args.file).read_bytes()
+    audio = _read_input(args.file, "recording")
+    ft_gpt = _read_optional(args.ft_gpt, "--gpt-weights file")
+    ft_sovits = _read_optional(args.ft_sovits, "--sovits-weights file")
     if args.url:
         return _clone_remote(args, audio)
     services = _local_services(args)
@@ -161,7 +204,7 @@ def run_clone(args: argparse.Namespace) -> int:
     voices, _ = services
     try:
         record = voices.create(_owner(args.api_key), audio, Path(args.file).name, args.name, args.language,
-                               args.transcript, _read_optional(args.ft_gpt), _read_optional(args.ft_sovits))
+                               args.transcript, ft_gpt, ft_sovits)
     finally:
         voices.close()
     for warning in record.warnings:
@@ -170,17 +213,33 @@ def run_clone(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clone_remote(args: argparse.Namespace, audio: bytes) -> int:
+class ServerUnreachableError(GSVError, ConnectionError):
+    """`--url` names no running server (refused, timed out, bad address)."""
+
+    code = "server_unreachable"
+
+
+def _post(url: str, path: str, **kwargs: Any) -> Any:
+    """POST to the server at `url`; connection problems become one clear line, not a traceback."""
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
+    try:
+        return httpx.post(url.rstrip("/") + path, timeout=600, **kwargs)
+    except httpx.TransportError as exc:
+        raise ServerUnreachableError(
+            f"cannot reach the server at {url} ({exc}); start it with `gsv serve` or fix --url"
+        ) from exc
+
+
+def _clone_remote(args: argparse.Namespace, audio: bytes) -> int:
     files = {"file": (Path(args.file).name, audio)}
     for field, path in (("gpt_weights", args.ft_gpt), ("sovits_weights", args.ft_sovits)):
         if path:
             files[field] = (Path(path).name, Path(path).read_bytes())
     data = {k: v for k, v in (("name", args.name), ("language", args.language),
                               ("transcript", args.transcript)) if v}
-    resp = httpx.post(args.url.rstrip("/") + "/v1/voices", files=files, data=data,
-                      headers=_auth(args.api_key), timeout=600)
+    resp = _post(args.url, "/v1/voices", files=files, data=data, headers=_auth(args.api_key))
     if resp.status_code != 201:
         return _http_error(resp)
     body = resp.json()
@@ -215,13 +274,11 @@ def run_say(args: argparse.Namespace) -> int:
 
 
 def _say_remote(args: argparse.Namespace, fmt: str) -> int:
-    import httpx
-
     body = {"voice_id": args.voice, "text": args.text, "language": args.language, "format": fmt,
             "speed": args.speed}
     if args.seed is not None:
         body["seed"] = args.seed
-    resp = httpx.post(args.url.rstrip("/") + "/v1/tts", json=body, headers=_auth(args.api_key), timeout=600)
+    resp = _post(args.url, "/v1/tts", json=body, headers=_auth(args.api_key))
     if resp.status_code != 200:
         return _http_error(resp)
     Path(args.output).write_bytes(resp.content)

@@ -98,20 +98,15 @@ def build_voice_service(settings: Settings, bundles: Any) -> Any:
 
 
 def load_bundle(settings: Settings) -> Any:
-    """The base `ModelBundle` the settings describe (tiny random models with `random_weights`)."""
+    """The base `ModelBundle` the settings describe (tiny random models with `random_weights`).
+
+    Raises `ModelsMissingError` (code model_not_found) naming every missing weight.
+    """
     from gpt_sovits.pipeline import ModelBundle
 
     if settings.random_weights:
         return ModelBundle.random_tiny(device=settings.device)
-    missing = settings.describe_missing_models()
-    if missing:
-        from gpt_sovits.errors import GSVError
-
-        raise GSVError(missing, code="model_not_found")
-    paths = settings.model_paths()
-    bert = paths.bert_dir if paths.bert_dir is not None and paths.bert_dir.is_dir() else None
-    return ModelBundle.from_paths(paths.gpt, paths.sovits, paths.hubert_dir, bert, device=settings.device,
-                                  sv_path=settings.sv_path)
+    return ModelBundle.from_paths(**settings.bundle_paths(), device=settings.device)
 
 
 def warmup_voice(bundle: Any) -> Any:
@@ -238,6 +233,8 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
         description="Clone a voice from about a minute of speech, then synthesize speech with it "
                     "(whole files, chunked streams, WebSocket, or the OpenAI speech API).",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from serving.routes.docs, with local assets
+        redoc_url=None,
     )
     app.state.gsv = state
     install_error_handlers(app)

@@ -7,10 +7,12 @@ flags this way), environment variables with the `GSV_` prefix (`GSV_DATA_DIR=/sr
 file in the working directory, then the defaults below. List fields accept JSON
 (`GSV_API_KEYS='["a","b"]'`) or a comma-separated string (`GSV_API_KEYS=a,b`).
 
-Model weights are never downloaded: either point at each file/directory, or at one `models_dir`
-laid out like the official GPT-SoVITS `pretrained_models` folder, or run with `random_weights`
-(tiny random models, for tests and demos). `describe_missing_models()` turns a bad configuration
-into one message that says exactly what is missing and how to provide it.
+Model weights are never downloaded: point at one `models_dir` (the official GPT-SoVITS
+`pretrained_models` folder or our layout, resolved by `gpt_sovits.models_dir` for `model_version`),
+and/or at each file/directory (explicit paths override single pieces of `models_dir`), or run with
+`random_weights` (tiny random models, for tests and demos). `resolve_models()` gives the
+`ModelBundle.from_paths` arguments; `describe_missing_models()` turns a bad configuration into one
+message that says exactly what is missing and how to provide it.
 """
 from __future__ import annotations
 
@@ -21,25 +23,44 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Official `GPT_SoVITS/pretrained_models` layout for the v2 models (names from the upstream config).
-OFFICIAL_GPT_V2 = "gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
-OFFICIAL_SOVITS_V2 = "gsv-v2final-pretrained/s2G2333k.pth"
-OFFICIAL_HUBERT = "chinese-hubert-base"
-OFFICIAL_BERT = "chinese-roberta-wwm-ext-large"
+from gpt_sovits.errors import GSVError
 
-# Files a Hugging Face model directory must hold for `from_pretrained` to work offline.
-_HF_CONFIG = "config.json"
-_HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+class ModelsMissingError(GSVError, FileNotFoundError):
+    """The configured model weights are incomplete; the message lists each gap and its fix."""
+
+    code = "model_not_found"
 
 
 @dataclass(frozen=True)
-class ModelPaths:
-    """Resolved weight locations; field names match `ModelBundle.from_paths` keywords."""
+class ModelSetting:
+    """One model location setting: what it holds and how a user sets it."""
 
-    gpt: Path | None
-    sovits: Path | None
-    hubert_dir: Path | None
-    bert_dir: Path | None
+    name: str
+    """Field name; also the `ModelBundle.from_paths` keyword."""
+    what: str
+    flag: str
+    kind: Literal["file", "hf_dir", "hf_dir_tokenizer"]
+
+    @property
+    def env(self) -> str:
+        return "GSV_" + self.name.upper()
+
+    @property
+    def how(self) -> str:
+        return f"pass {self.flag} PATH or set {self.env}=PATH"
+
+
+MODEL_SETTINGS: dict[str, ModelSetting] = {m.name: m for m in (
+    ModelSetting("gpt", "GPT (text-to-semantic) weights", "--gpt", "file"),
+    ModelSetting("sovits", "SoVITS weights", "--sovits", "file"),
+    ModelSetting("hubert_dir", "HuBERT directory (chinese-hubert-base)", "--hubert-dir", "hf_dir"),
+    ModelSetting("bert_dir", "BERT directory (chinese-roberta-wwm-ext-large)", "--bert-dir", "hf_dir_tokenizer"),
+    ModelSetting("sv_path", "ERes2NetV2 speaker-verification weights", "--sv", "file"),
+)}
+"""Every model location, in `ModelBundle.from_paths` keyword order."""
+_ALWAYS_NEEDED = ("gpt", "sovits", "hubert_dir")
+_PRO_VERSIONS = ("v2Pro", "v2ProPlus")
 
 
 @dataclass(frozen=True)
@@ -47,13 +68,25 @@ class MissingModel:
     """One weight that is not where the settings say it should be."""
 
     what: str
-    """Human name, e.g. "GPT (text-to-semantic) checkpoint"."""
+    """Human name, e.g. "GPT (text-to-semantic) weights"."""
     path: Path | None
     """Where we looked; None when no location was configured at all."""
     how: str
-    """How to provide it: flag, environment variable and expected content."""
-    required: bool
-    """False for weights the server can run without (BERT: Chinese prosody features)."""
+    """What is wrong and how to provide it: flag, environment variable, expected content."""
+    setting: str
+    """The setting that fixes it (`MODEL_SETTINGS` key, or "models_dir")."""
+
+
+@dataclass(frozen=True)
+class ResolvedModels:
+    """Where each model comes from after explicit settings override `models_dir`."""
+
+    fields: dict[str, Path | None]
+    """`ModelBundle.from_paths` keyword arguments: gpt, sovits, hubert_dir, bert_dir, sv_path."""
+    version: str | None
+    """The GPT-SoVITS version the paths are for, when known (models_dir or `model_version`)."""
+    missing: list[MissingModel]
+    """Everything that stops loading; empty when the fields are complete."""
 
 
 class Settings(BaseSettings):
@@ -74,13 +107,15 @@ class Settings(BaseSettings):
 
     # ------------------------------------------------------------------------------ models
     models_dir: Path | None = None
-    """A folder in the official `pretrained_models` layout; fills any model path not set below."""
+    """A folder in the official `pretrained_models` layout (or ours); fills every model path not set below."""
+    model_version: str | None = None
+    """Model set to take from `models_dir`: v1, v2, v2Pro or v2ProPlus (default: v2, or what our layout holds)."""
     gpt: Path | None = None
-    """GPT (text-to-semantic) checkpoint, e.g. the official v2 `.ckpt`."""
+    """GPT (text-to-semantic) weights: official `.ckpt` or our `.safetensors`; overrides `models_dir`."""
     sovits: Path | None = None
-    """SoVITS (semantic-to-audio) checkpoint, e.g. the official v2 `s2G2333k.pth`."""
+    """SoVITS (semantic-to-audio) weights: official `.pth` or our `.safetensors`; overrides `models_dir`."""
     hubert_dir: Path | None = None
-    """Hugging Face directory of chinese-hubert-base (config.json + weights)."""
+    """Hugging Face directory of chinese-hubert-base (config.json + weights); overrides `models_dir`."""
     bert_dir: Path | None = None
     """Hugging Face directory of chinese-roberta-wwm-ext-large; optional, used for Chinese text."""
     random_weights: bool = False
@@ -152,7 +187,7 @@ class Settings(BaseSettings):
     speaker_embeddings: bool = True
     """Compute GE2E speaker embeddings for new voices (similar-voice search, duplicate warnings)."""
     sv_path: Path | None = None
-    """ERes2NetV2 checkpoint that v2Pro/v2ProPlus SoVITS weights need (official `sv/*.ckpt`)."""
+    """ERes2NetV2 weights that v2Pro/v2ProPlus SoVITS models need (official `sv/*.ckpt`); overrides `models_dir`."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -166,6 +201,13 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("model_version")
+    @classmethod
+    def _known_version(cls, value: str | None) -> str | None:
+        from gpt_sovits.models_dir import check_version
+
+        return check_version(value)
 
     @model_validator(mode="after")
     def _check_ranges(self) -> "Settings":
@@ -189,84 +231,181 @@ class Settings(BaseSettings):
         """Where per-voice files live (data_dir/voices)."""
         return self.data_dir / "voices"
 
-    def model_paths(self) -> ModelPaths:
-        """Explicit paths first, then the official layout under `models_dir`."""
-        root = self.models_dir
+    def resolve_models(self) -> ResolvedModels:
+        """Explicit paths first, then `models_dir` (via `gpt_sovits.models_dir`); never raises.
 
-        def pick(explicit: Path | None, official: str) -> Path | None:
-            if explicit is not None:
-                return explicit
-            return root / official if root is not None else None
+        An incomplete `models_dir` is fine when explicit settings replace exactly what it lacks.
+        With `random_weights` nothing is needed and nothing is resolved.
+        """
+        if self.random_weights:
+            return ResolvedModels({}, None, [])
+        explicit = {n: getattr(self, n) for n in MODEL_SETTINGS if getattr(self, n) is not None}
+        fields: dict[str, Path | None] = dict.fromkeys(MODEL_SETTINGS)
+        version, missing = self.model_version, []
+        if self.models_dir is not None:
+            from_dir, version, missing = _from_models_dir(self.models_dir, self.model_version, set(explicit))
+            fields.update(from_dir)
+        fields.update(explicit)
+        for name, path in explicit.items():
+            problem = _path_problem(path, MODEL_SETTINGS[name].kind)
+            if problem is not None:
+                missing.append(_missing(name, path, problem))
+        reported = {m.setting for m in missing}
+        for name in _ALWAYS_NEEDED:
+            if fields[name] is None and name not in reported and "models_dir" not in reported:
+                missing.append(_missing(name, None, "not configured"))
+        sv_missing = fields["sv_path"] is None and not reported & {"sv_path", "models_dir"}
+        if sv_missing and _needs_sv(fields["sovits"], version):
+            missing.append(_missing("sv_path", None, "the SoVITS is a v2Pro/v2ProPlus model, which needs it"))
+        return ResolvedModels(fields, version, missing)
 
-        return ModelPaths(
-            gpt=pick(self.gpt, OFFICIAL_GPT_V2),
-            sovits=pick(self.sovits, OFFICIAL_SOVITS_V2),
-            hubert_dir=pick(self.hubert_dir, OFFICIAL_HUBERT),
-            bert_dir=pick(self.bert_dir, OFFICIAL_BERT),
-        )
+    def bundle_paths(self) -> dict[str, Path | None]:
+        """`ModelBundle.from_paths(**paths)` arguments; `ModelsMissingError` when incomplete."""
+        resolved = self.resolve_models()
+        if resolved.missing:
+            raise ModelsMissingError(_describe(resolved))
+        return resolved.fields
 
     def missing_models(self) -> list[MissingModel]:
-        """Every configured-but-absent or unconfigured weight; empty with `random_weights`."""
-        if self.random_weights:
-            return []
-        paths = self.model_paths()
-        found: list[MissingModel] = []
-        checks = (
-            ("GPT (text-to-semantic) checkpoint", paths.gpt, "gpt", OFFICIAL_GPT_V2, False, True),
-            ("SoVITS checkpoint", paths.sovits, "sovits", OFFICIAL_SOVITS_V2, False, True),
-            ("HuBERT directory (chinese-hubert-base)", paths.hubert_dir, "hubert_dir", OFFICIAL_HUBERT, True, True),
-            ("BERT directory (chinese-roberta-wwm-ext-large)", paths.bert_dir, "bert_dir", OFFICIAL_BERT, True, False),
-        )
-        for what, path, field, official, is_dir, required in checks:
-            problem = _path_problem(path, is_dir)
-            if problem is None:
-                continue
-            flag = "--" + field.replace("_", "-")
-            env = "GSV_" + field.upper()
-            how = (
-                f"{problem}; pass {flag} PATH or set {env}=PATH, or put it at "
-                f"<models_dir>/{official} and pass --models-dir / GSV_MODELS_DIR"
-            )
-            if is_dir:
-                how += f" (a Hugging Face folder with {_HF_CONFIG} and {' or '.join(_HF_WEIGHTS)})"
-            found.append(MissingModel(what=what, path=path, how=how, required=required))
-        return found
+        """Every weight that is configured but unusable, or needed but not configured."""
+        return self.resolve_models().missing
 
     def describe_missing_models(self) -> str | None:
-        """One message naming every missing required weight and how to provide it, or None.
-
-        Optional weights (BERT) are mentioned only when something required is missing too, so
-        a server without BERT starts quietly; it then uses zero BERT features for Chinese.
-        """
-        missing = self.missing_models()
-        if not any(m.required for m in missing):
-            return None
-        lines = ["Model weights are missing (nothing is downloaded at run time):"]
-        for item in missing:
-            tag = "" if item.required else " [optional: only Chinese prosody uses it]"
-            where = f" at '{item.path}'" if item.path is not None else ""
-            lines.append(f"  - {item.what}{where}{tag}: {item.how}.")
-        lines.append(
-            "The official layout is GPT_SoVITS/pretrained_models/ with "
-            f"{OFFICIAL_GPT_V2}, {OFFICIAL_SOVITS_V2}, {OFFICIAL_HUBERT}/ and {OFFICIAL_BERT}/. "
-            "To try the service without weights, pass --random-weights (GSV_RANDOM_WEIGHTS=1): "
-            "tiny random models that produce noise."
-        )
-        return "\n".join(lines)
+        """One message naming every missing weight and how to provide it, or None when complete."""
+        resolved = self.resolve_models()
+        return _describe(resolved) if resolved.missing else None
 
 
-def _path_problem(path: Path | None, is_dir: bool) -> str | None:
+# ------------------------------------------------------------------ model path resolution
+
+
+def _describe(resolved: ResolvedModels) -> str:
+    lines = ["Model weights are missing (nothing is downloaded at run time):"]
+    for item in resolved.missing:
+        where = f" at '{item.path}'" if item.path is not None else ""
+        lines.append(f"  - {item.what}{where}: {item.how}.")
+    lines.append(_layout_help(resolved.version))
+    return "\n".join(lines)
+
+# ------------------------------------------------------------------ model path resolution
+
+
+def _missing(name: str, path: Path | None, problem: str) -> MissingModel:
+    setting = MODEL_SETTINGS[name]
+    how = f"{problem}; {setting.how}"
+    if setting.kind != "file":
+        from gpt_sovits.models_dir import HF_CONFIG, HF_TOKENIZER, HF_WEIGHTS
+
+        how += f" (a Hugging Face folder with {HF_CONFIG} and {' or '.join(HF_WEIGHTS)}"
+        how += f" and {' or '.join(HF_TOKENIZER)})" if setting.kind == "hf_dir_tokenizer" else ")"
+    return MissingModel(setting.what, path, how, name)
+
+
+def _from_models_dir(directory: Path, version: str | None,
+                     explicit: set[str]) -> tuple[dict[str, Path | None], str | None, list[MissingModel]]:
+    """What `resolve_models_dir` finds, or, when it reports gaps, the part explicit settings cannot fill."""
+    from gpt_sovits.errors import ModelNotFoundError
+    from gpt_sovits.models_dir import DEFAULT_VERSION, find_root, resolve_models_dir
+
+    try:
+        paths = resolve_models_dir(directory, version)
+    except ModelNotFoundError as err:
+        root = find_root(directory)
+        version = version or DEFAULT_VERSION
+        if not err.missing or not root.is_dir():  # no directory, or our layout holds another version
+            problem = str(err).rstrip(".") if root.is_dir() else "directory not found"
+            how = f"{problem}; fix --models-dir / GSV_MODELS_DIR or --model-version / GSV_MODEL_VERSION"
+            return {}, version, [MissingModel("models directory", root, how, "models_dir")]
+        names = _layout_names(root, version)
+        gaps: dict[str, list[str]] = {}
+        for label in err.missing:
+            gaps.setdefault(_setting_of(label, names), []).append(label)
+        missing = [
+            MissingModel(MODEL_SETTINGS[n].what if n in MODEL_SETTINGS else "models directory content",
+                         root / labels[0].split(" or ")[0],
+                         f"missing from the models directory ({', '.join(labels)}); put it there"
+                         + (f", or {MODEL_SETTINGS[n].how}" if n in MODEL_SETTINGS else ""), n)
+            for n, labels in gaps.items() if n not in explicit
+        ]
+        found = {n: root / rel for n, rel in names.items() if n not in gaps and (root / rel).exists()}
+        return found, version, missing
+    found = {"gpt": paths.gpt, "sovits": paths.sovits, "hubert_dir": paths.hubert_dir,
+             "bert_dir": paths.bert_dir, "sv_path": paths.sv_path}
+    return found, paths.version, []
+
+
+def _layout_names(root: Path, version: str) -> dict[str, str]:
+    """Setting -> the name `gpt_sovits.models_dir` looks for in `root` (its constants, its layouts)."""
+    from gpt_sovits.models_dir import (
+        NATIVE_BERT, NATIVE_GPT, NATIVE_HUBERT, NATIVE_SOVITS, NATIVE_SV, OFFICIAL_BERT, OFFICIAL_FILES,
+        OFFICIAL_HUBERT, is_native_layout,
+    )
+
+    if is_native_layout(root):
+        return {"gpt": NATIVE_GPT[0], "sovits": NATIVE_SOVITS[0], "hubert_dir": NATIVE_HUBERT,
+                "bert_dir": NATIVE_BERT, "sv_path": NATIVE_SV}
+    files = OFFICIAL_FILES[version]
+    names = {"gpt": files.gpt, "sovits": files.sovits, "hubert_dir": OFFICIAL_HUBERT, "bert_dir": OFFICIAL_BERT}
+    return names | ({"sv_path": files.sv} if files.sv else {})
+
+
+def _setting_of(label: str, names: dict[str, str]) -> str:
+    """Which setting replaces a missing `label` (a relative path, or "a or b" alternatives)."""
+    first = label.split(" or ")[0]
+    for name, rel in names.items():
+        if first == rel or first.startswith(rel + "/") or Path(first).with_suffix("") == Path(rel).with_suffix(""):
+            return name
+    return "models_dir"
+
+
+def _needs_sv(sovits: Path | None, version: str | None) -> bool:
+    """A Pro SoVITS needs ERes2NetV2. Known from the version, or cheaply from our own weights' config;
+    an official `.pth` would have to be decoded whole, so that case is left to the loader."""
+    if version in _PRO_VERSIONS:
+        return True
+    if sovits is None or sovits.suffix != ".safetensors" or not sovits.is_file():
+        return False
+    from gpt_sovits.checkpoint import detect
+    from gpt_sovits.errors import CheckpointError
+
+    try:
+        config = detect(sovits).config
+    except CheckpointError:  # loading reports it with the full reason
+        return False
+    return bool(getattr(config, "use_sv", False))
+
+
+def _layout_help(version: str | None) -> str:
+    from gpt_sovits.models_dir import (
+        DEFAULT_VERSION, NATIVE_BERT, NATIVE_GPT, NATIVE_HUBERT, NATIVE_SOVITS, NATIVE_SV, OFFICIAL_BERT,
+        OFFICIAL_FILES, OFFICIAL_HUBERT, VERSIONS,
+    )
+
+    files = OFFICIAL_FILES[version or DEFAULT_VERSION]
+    official = [files.gpt, files.sovits, f"{OFFICIAL_HUBERT}/", *([files.sv] if files.sv else [])]
+    return (
+        "Either pass --models-dir DIR (GSV_MODELS_DIR) with the official GPT_SoVITS/pretrained_models "
+        f"layout ({version or DEFAULT_VERSION}: {', '.join(official)}; optional {OFFICIAL_BERT}/ for Chinese; "
+        f"--model-version / GSV_MODEL_VERSION picks one of {', '.join(VERSIONS)}) or ours "
+        f"({' + '.join(NATIVE_GPT)}, {' + '.join(NATIVE_SOVITS)}, {NATIVE_HUBERT}/, optional {NATIVE_BERT}/, "
+        f"{NATIVE_SV} for Pro models); or give each path with --gpt, --sovits, --hubert-dir, --bert-dir, --sv "
+        "(these also override single files of --models-dir). To try the service without weights, pass "
+        "--random-weights (GSV_RANDOM_WEIGHTS=1): tiny random models that produce noise."
+    )
+
+
+def _path_problem(path: Path, kind: str) -> str | None:
     """Why `path` cannot be used, or None when it looks usable."""
-    if path is None:
-        return "not configured"
-    if is_dir:
-        if not path.is_dir():
-            return "directory not found"
-        if not (path / _HF_CONFIG).is_file():
-            return f"{_HF_CONFIG} not found in the directory"
-        if not any((path / name).is_file() for name in _HF_WEIGHTS):
-            return "no weight file in the directory"
-        return None
-    if not path.is_file():
-        return "file not found"
+    from gpt_sovits.models_dir import HF_CONFIG, HF_TOKENIZER, HF_WEIGHTS
+
+    if kind == "file":
+        return None if path.is_file() else "file not found"
+    if not path.is_dir():
+        return "directory not found"
+    if not (path / HF_CONFIG).is_file():
+        return f"{HF_CONFIG} not found in the directory"
+    if not any((path / name).is_file() for name in HF_WEIGHTS):
+        return "no weight file in the directory"
+    if kind == "hf_dir_tokenizer" and not any((path / name).is_file() for name in HF_TOKENIZER):
+        return "no tokenizer file in the directory"
     return None

@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 PROMPT_DIR = "prompt"
 GPT_FILE = "weights/gpt.ckpt"
 SOVITS_FILE = "weights/sovits.pth"
+"""Stored names of uploaded official weights (PyTorch zip, decoded weights-only)."""
+GPT_NATIVE_FILE = "weights/gpt.safetensors"
+SOVITS_NATIVE_FILE = "weights/sovits.safetensors"
+"""Stored names of uploaded weights in our format (one .safetensors with its config embedded)."""
 _LANGUAGE_RE = re.compile(r"^[a-z][a-z_-]{1,15}$")
 
 
@@ -186,8 +190,8 @@ class VoiceService:
             record = VoiceRecord(
                 id=new_voice_id(), owner=owner_h, name=name, language=language, transcript=transcript,
                 prompt_text=prompt_text, created_at=time.time(), content_hash=prompt.content_hash,
-                embedding=embedding, gpt_weights=GPT_FILE if GPT_FILE in weights else None,
-                sovits_weights=SOVITS_FILE if SOVITS_FILE in weights else None,
+                embedding=embedding, gpt_weights=_stored_name(weights, "gpt"),
+                sovits_weights=_stored_name(weights, "sovits"),
                 stats=self._stats(result, transcript, prompt_text),
                 warnings=self._duplicate_warnings(owner_h, embedding),
             )
@@ -236,7 +240,9 @@ class VoiceService:
         """The base bundle, or a throwaway one with the uploaded weights (which validates them)."""
         if not weights:
             return self.bundles.base
-        gpt, sovits = weights.get(GPT_FILE), weights.get(SOVITS_FILE)
+        gpt_name, sovits_name = _stored_name(weights, "gpt"), _stored_name(weights, "sovits")
+        gpt = weights[gpt_name] if gpt_name else None
+        sovits = weights[sovits_name] if sovits_name else None
         try:
             # with_weights loads through gpt_sovits.checkpoint.load_gpt / load_sovits (strict, no
             # pickled code) and the bundle checks that the models fit the shared SSL/BERT.
@@ -367,15 +373,33 @@ class VoiceService:
 
 
 def _stage_weights(staging: Path, gpt: bytes | None, sovits: bytes | None) -> dict[str, Path]:
-    """Write uploaded weights to the staging dir under their final names (for loading/validation)."""
+    """Write uploaded weights to the staging dir under their final names (for loading/validation).
+
+    The name follows the content, so an operator (and the loader) can tell our single-file
+    `.safetensors` from an official `.ckpt`/`.pth` without opening it.
+    """
     out: dict[str, Path] = {}
-    for name, blob in ((GPT_FILE, gpt), (SOVITS_FILE, sovits)):
+    for (official, native), blob in (((GPT_FILE, GPT_NATIVE_FILE), gpt), ((SOVITS_FILE, SOVITS_NATIVE_FILE), sovits)):
         if blob is not None:
+            name = native if _is_safetensors(blob) else official
             path = staging / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(blob)
             out[name] = path
     return out
+
+
+def _stored_name(weights: dict[str, Path], kind: str) -> str | None:
+    """The staged/stored file name of the uploaded `kind` ("gpt" or "sovits") weights, if any."""
+    names = (GPT_FILE, GPT_NATIVE_FILE) if kind == "gpt" else (SOVITS_FILE, SOVITS_NATIVE_FILE)
+    return next((name for name in names if name in weights), None)
+
+
+def _is_safetensors(blob: bytes) -> bool:
+    """safetensors: a little-endian u64 header length, then a JSON object that fits in the file."""
+    if len(blob) < 10 or blob[8:9] != b"{":
+        return False
+    return 0 < int.from_bytes(blob[:8], "little") <= len(blob) - 8
 
 
 __all__ = ["BundleProvider", "IngestError", "PromptCache", "VoiceError", "VoiceNotFoundError",

@@ -88,7 +88,7 @@ class FinetuneResult:
             f"  weights: {self.gpt}",
             f"           {self.sovits}",
             "use them:",
-            f"  gsv clone REFERENCE.wav --gpt {self.gpt} --sovits {self.sovits}",
+            f"  gsv clone RECORDING.wav --gpt-weights {self.gpt} --sovits-weights {self.sovits}",
             "  or upload both files with the voice to the service (voice weights).",
         ])
 

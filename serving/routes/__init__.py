@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 def include_routers(app: FastAPI) -> None:
     from serving.routes import health, openai, tts, voices, web, ws
+    from serving.routes.docs import install_docs
 
     for module in (voices, tts, openai, ws, health, web):
         app.include_router(module.router)
+    install_docs(app)

@@ -47,8 +47,10 @@ async def create_voice(
     name: Annotated[str | None, Form(max_length=200, description="Display name")] = None,
     language: Annotated[Language, Form(description="Language spoken in the recording")] = "auto",
     transcript: Annotated[str | None, Form(description="What is said (optional; improves cloning)")] = None,
-    gpt_weights: Annotated[UploadFile | None, File(description="Fine-tuned GPT weights (.ckpt)")] = None,
-    sovits_weights: Annotated[UploadFile | None, File(description="Fine-tuned SoVITS weights (.pth)")] = None,
+    gpt_weights: Annotated[UploadFile | None, File(
+        description="Fine-tuned GPT weights: official .ckpt, or our .safetensors (from `gsv finetune`)")] = None,
+    sovits_weights: Annotated[UploadFile | None, File(
+        description="Fine-tuned SoVITS weights: official .pth, or our .safetensors (from `gsv finetune`)")] = None,
 ) -> VoiceOut:
     audio = await file.read()
     gpt, sovits = await _read(gpt_weights), await _read(sovits_weights)

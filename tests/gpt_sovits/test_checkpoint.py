@@ -68,7 +68,11 @@ def test_native_save_is_safetensors_plus_json_without_pickle(tmp_path: Path) -> 
     assert meta == {"kind": "gpt", "format_version": 1, "config": TINY_GPT.to_dict(),
                     "info": {"epoch": 3, "note": "unit"}}
     header, payload = _safetensors_layout(weights)
-    assert header.pop("__metadata__") == {"kind": "gpt", "format_version": "1"}
+    embedded = header.pop("__metadata__")
+    assert all(isinstance(v, str) for v in embedded.values())  # the safetensors rule
+    assert {k: json.loads(v) for k, v in embedded.items() if k in ("config", "info")} == {
+        "config": meta["config"], "info": meta["info"]}
+    assert (embedded["kind"], embedded["format_version"]) == ("gpt", "1")
     assert set(header) == set(state)
     assert payload == max(v["data_offsets"][1] for v in header.values())  # nothing but tensor bytes
     assert payload == sum(t.numel() * t.element_size() for t in state.values())
@@ -84,6 +88,83 @@ def test_native_round_trip_is_bit_exact_under_every_path_spelling(tmp_path: Path
     assert (info.kind, info.family, info.version, info.config) == ("gpt", "native", "v2", TINY_GPT)
     assert info.stored_dtype == "F32" and info.sidecar == tmp_path / "gpt.json"
     assert native_paths(tmp_path / name) == (tmp_path / "gpt.safetensors", tmp_path / "gpt.json")
+
+
+def _without_metadata(blob: bytes, **replace: str) -> bytes:
+    """The same safetensors file with `__metadata__` dropped, or with some of its values replaced."""
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.pop("__metadata__")
+    if replace:
+        header["__metadata__"] = {**meta, **replace}
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)  # keep the tensor data 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + blob[8 + n :]
+
+
+def _gpt_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    return factory.random_weights(factory.gpt_shapes(TINY_GPT), seed=seed, dtype=torch.float32)
+
+
+def test_a_lone_safetensors_file_is_a_complete_checkpoint(tmp_path: Path) -> None:
+    """The upload case: only the .safetensors travels (under any name), its config is embedded."""
+    state = _gpt_state(seed=3)
+    save_gpt(state, TINY_GPT, tmp_path / "out" / "gpt", info={"epoch": 7})
+    lone = tmp_path / "upload" / "weights.ckpt"  # stored under another name, without a sidecar
+    lone.parent.mkdir()
+    lone.write_bytes((tmp_path / "out" / "gpt.safetensors").read_bytes())
+    (tmp_path / "out" / "gpt.json").unlink()
+    for path in (lone, tmp_path / "out" / "gpt.safetensors", tmp_path / "out" / "gpt"):
+        back, info = read_state(path)
+        assert _same_state(back, state)
+        assert (info.kind, info.family, info.config, info.info, info.sidecar) == (
+            "gpt", "native", TINY_GPT, {"epoch": 7}, None)
+    model, cfg = load_gpt(lone)
+    assert cfg == TINY_GPT and _same_state(model.state_dict(), state)
+
+
+def test_sovits_config_is_embedded_too(tmp_path: Path) -> None:
+    cfg = tiny_sovits("v2ProPlus")
+    state = factory.random_weights(factory.sovits_shapes(cfg, with_posterior=False), dtype=torch.float32)
+    weights = save_sovits(state, cfg, tmp_path / "s", info={"source": "unit"}, dtype=torch.float16)
+    (tmp_path / "s.json").unlink()
+    info = detect(weights)
+    assert (info.kind, info.version, info.config, info.stored_dtype) == ("sovits", "v2ProPlus", cfg, "F16")
+    _, loaded_cfg = load_sovits(weights)
+    assert loaded_cfg == cfg
+
+
+def test_the_sidecar_wins_over_the_embedded_config(tmp_path: Path) -> None:
+    weights = save_gpt(_gpt_state(), TINY_GPT, tmp_path / "g", info={"from": "save"})
+    sidecar = tmp_path / "g.json"
+    meta = json.loads(sidecar.read_text())
+    meta["info"] = {"from": "edited sidecar"}
+    sidecar.write_text(json.dumps(meta))
+    info = detect(weights)
+    assert info.info == {"from": "edited sidecar"} and info.sidecar == sidecar
+
+
+def test_old_files_with_only_a_sidecar_still_load(tmp_path: Path) -> None:
+    state = _gpt_state(seed=4)
+    weights = save_gpt(state, TINY_GPT, tmp_path / "g")
+    weights.write_bytes(_without_metadata(weights.read_bytes()))
+    back, info = read_state(weights)
+    assert _same_state(back, state) and info.sidecar == tmp_path / "g.json"
+
+
+@pytest.mark.parametrize(("replace", "match"), [
+    ({"format_version": "9"}, "format_version 9"),
+    ({"config": "{not json"}, "embedded checkpoint config is corrupt"),
+    ({"kind": "vocoder"}, "not checkpoint metadata"),
+    ({"config": '{"n_layers_typo": 1}'}, "does not fit GPTConfig"),
+])
+def test_bad_embedded_metadata_is_a_clear_error(tmp_path: Path, replace: dict[str, str], match: str) -> None:
+    weights = save_gpt(_gpt_state(), TINY_GPT, tmp_path / "g")
+    (tmp_path / "g.json").unlink()
+    weights.write_bytes(_without_metadata(weights.read_bytes(), **replace))
+    with pytest.raises(CheckpointError, match=match) as err:
+        read_state(weights)
+    assert "embedded" in str(err.value)
 
 
 def test_native_fp16_save(tmp_path: Path) -> None:
@@ -124,7 +205,7 @@ def test_native_errors_are_clear(tmp_path: Path) -> None:
             read_state(tmp_path / "g")
         assert type(err.value) is CheckpointError, name
     sidecar.unlink()
-    weights.write_bytes(good_weights)
+    weights.write_bytes(_without_metadata(good_weights))  # a file saved before the config was embedded
     with pytest.raises(CheckpointError, match="need their .json"):
         detect(weights)
     with pytest.raises(CheckpointError, match="not found"):

@@ -2,9 +2,10 @@
 
     python durability_child.py DATA_DIR SEED
 
-After each `put_voice` returns it prints `created <id> <json {name: sha256}>`; after each
-`delete` returns it prints `deleted <id>` (and `deleting <id>` before it starts). Lines are flushed immediately, so the parent knows
-exactly which operations were acknowledged before the SIGKILL.
+After each `put_voice` returns it prints `<n> created <id> <json {name: sha256}>`; before each
+`delete` starts it prints `<n> deleting <id>` and after it returns `<n> deleted <id>`. `<n>` counts
+the lines from 0, so the parent can tell that it read every line. Lines are flushed immediately,
+so the parent knows exactly which operations were acknowledged before the SIGKILL.
 """
 from __future__ import annotations
 
@@ -19,17 +20,29 @@ import numpy as np
 from serving.storage import SQLiteFileStore, VoiceRecord, new_voice_id
 
 
+class Acks:
+    """Numbered, flushed output lines: one per acknowledged step."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def emit(self, text: str) -> None:
+        print(f"{self.count} {text}", flush=True)
+        self.count += 1
+
+
 def main(data_dir: str, seed: int) -> None:
     rng = random.Random(seed)
+    acks = Acks()
     store = SQLiteFileStore(data_dir)
     store.sweep_orphans()
     created: list[str] = []
     for i in range(10_000):  # bounded; the parent kills us long before
         if created and rng.random() < 0.2:
             victim = created.pop(rng.randrange(len(created)))
-            print(f"deleting {victim}", flush=True)
+            acks.emit(f"deleting {victim}")
             store.delete(victim)
-            print(f"deleted {victim}", flush=True)
+            acks.emit(f"deleted {victim}")
             continue
         files = {
             "prompt/voice.safetensors": rng.randbytes(rng.randint(1, 400_000)),
@@ -43,7 +56,7 @@ def main(data_dir: str, seed: int) -> None:
         )
         store.put_voice(record, files)
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-        print(f"created {record.id} {json.dumps(hashes)}", flush=True)
+        acks.emit(f"created {record.id} {json.dumps(hashes)}")
         created.append(record.id)
 
 

@@ -25,21 +25,35 @@ CHILD = Path(__file__).with_name("durability_child.py")
 ROUNDS = 5
 
 
-def _run_and_kill(data_dir: Path, seed: int, delay_s: float) -> list[str]:
-    """Start the writer, let it work for `delay_s` after its first ack, SIGKILL it, return its lines."""
+def _run_and_kill(data_dir: Path, seed: int, delay_s: float, log_dir: Path, late_s: float = 0.0) -> list[str]:
+    """Start the writer, let it work for `delay_s` after its first ack, SIGKILL it, return its lines.
+
+    `late_s` starts reading only that long after the start, as a parent on a busy machine does,
+    so several acks are already waiting in the pipe when the first one is read.
+
+    Every line is read through the one buffered `proc.stdout`: `readline()` may pull several
+    lines into that buffer at once (a busy parent wakes late), and `communicate()` reads the raw
+    pipe, so mixing the two silently drops acknowledged operations.
+    """
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(seed)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    err_path = log_dir / f"writer-{seed}.stderr"
+    with err_path.open("wb") as err:  # a file, not a pipe: nothing to drain while the writer runs
+        proc = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(seed)], stdout=subprocess.PIPE,
+                                stderr=err, env=env)
+    assert proc.stdout is not None
     try:
+        time.sleep(late_s)
         first = proc.stdout.readline()  # wait for the first acknowledged operation (start-up done)
-        assert first, f"writer died before doing anything: {proc.stderr.read().decode()[-2000:]}"
+        assert first, f"writer died before doing anything: {err_path.read_text()[-2000:]}"
         time.sleep(delay_s)
         proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=30)
+        rest = proc.stdout.read()  # buffered remainder + everything up to EOF (the writer is dead)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL, "the writer must be killed, not finish"
     text = (first + rest).decode()
     lines = text.split("\n")
@@ -53,16 +67,21 @@ def test_sigkill_at_random_points_loses_no_acknowledged_voice(tmp_path: Path) ->
     alive: dict[str, dict[str, str]] = {}
     deleted: set[str] = set()
     for round_ in range(ROUNDS):
-        lines = _run_and_kill(data, seed=round_, delay_s=rng.uniform(0.05, 0.8))
+        lines = _run_and_kill(data, seed=round_, delay_s=rng.uniform(0.05, 0.8), log_dir=tmp_path,
+                              late_s=0.5 if round_ % 2 else 0.0)
+        numbers = [int(line.split(" ", 1)[0]) for line in lines]
+        assert numbers == list(range(len(lines))), f"round {round_}: the test lost acknowledgement lines"
         in_doubt: set[str] = set()  # delete started, not acknowledged: either outcome is fine
         for line in lines:
-            kind, voice_id, *rest = line.split(" ", 2)
+            _, kind, voice_id, *rest = line.split(" ", 3)
             if kind == "created":
+                assert voice_id not in alive and voice_id not in deleted, f"voice id {voice_id} reused"
                 alive[voice_id] = json.loads(rest[0])
             elif kind == "deleting":
+                assert voice_id in alive, f"round {round_}: delete of a voice never acknowledged: {voice_id}"
                 in_doubt.add(voice_id)
             else:
-                assert kind == "deleted"
+                assert kind == "deleted" and voice_id in in_doubt, f"round {round_}: unexpected line {line!r}"
                 in_doubt.discard(voice_id)
                 alive.pop(voice_id)
                 deleted.add(voice_id)

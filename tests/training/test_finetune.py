@@ -41,7 +41,7 @@ def test_finetune_end_to_end_on_tiny_models(tmp_path, capsys) -> None:
     assert _gsv(argv) == 0
     printed = capsys.readouterr().out
     gpt, sovits = out / "gpt.safetensors", out / "sovits.safetensors"
-    assert f"--gpt {gpt}" in printed and f"--sovits {sovits}" in printed and "gsv clone" in printed
+    assert f"--gpt-weights {gpt}" in printed and f"--sovits-weights {sovits}" in printed and "gsv clone" in printed
     summary = json.loads((out / "finetune.json").read_text())
     assert summary["dataset"]["accepted"] == 4 and summary["s2"]["steps"] == 3 and summary["s1"]["steps"] == 4
     assert detect(gpt).kind == "gpt" and detect(sovits).kind == "sovits"
