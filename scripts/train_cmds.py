@@ -31,12 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _add_source_args(p: argparse.ArgumentParser) -> None:
+def _add_recording_args(p: argparse.ArgumentParser, nargs: str, inputs_help: str, output_help: str) -> None:
+    """Recordings in, a folder out, and where the transcripts come from (prepare and finetune)."""
+    p.add_argument("inputs", nargs=nargs, type=Path, help=inputs_help)
+    p.add_argument("-o", "--output", type=Path, required=True, help=output_help)
     g = p.add_argument_group("transcripts (one of them, or --asr-model)")
     g.add_argument("--list", type=Path, help="GPT-SoVITS list file: lines 'wav|speaker|lang|text'")
     g.add_argument("--transcripts", type=Path, help="folder with NAME.txt for every NAME.wav/.flac/...")
     g.add_argument("--lang", default="auto", help="language of .txt/ASR transcripts (auto, zh, en, all_zh, ...)")
     g.add_argument("--asr-model", type=Path, help="local faster-whisper model folder, used for audio without transcript")
+
+
+def _add_model_args(p: argparse.ArgumentParser, title: str, base_flags: dict[str, str], random_tiny_help: str) -> None:
+    """The base weights (`base_flags`: flag -> help), then the feature extractors every dataset needs."""
+    m = p.add_argument_group(f"{title} (local paths; nothing is downloaded)")
+    for flag, help_text in base_flags.items():
+        m.add_argument(flag, type=Path, help=help_text)
+    m.add_argument("--hubert", type=Path, help="chinese-hubert-base folder")
+    m.add_argument("--bert", type=Path, help="chinese-roberta-wwm-ext-large folder (for zh text)")
+    m.add_argument("--random-tiny", action="store_true", help=random_tiny_help)
 
 
 def _add_common(p: argparse.ArgumentParser, set_help: str) -> None:
@@ -75,14 +88,9 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
         description="Decode, slice (VAD, 2-10 s), loudness-normalise and featurise recordings into "
         "DATASET_DIR (manifest.jsonl + safetensors). Rerunning skips finished utterances.",
     )
-    p.add_argument("inputs", nargs="*", type=Path, help="audio files and/or folders")
-    p.add_argument("-o", "--output", type=Path, required=True, help="dataset folder to create or complete")
-    _add_source_args(p)
-    m = p.add_argument_group("models (local paths; nothing is downloaded)")
-    m.add_argument("--sovits", type=Path, help="base SoVITS whose quantizer makes the semantic tokens (s2G*.pth)")
-    m.add_argument("--hubert", type=Path, help="chinese-hubert-base folder")
-    m.add_argument("--bert", type=Path, help="chinese-roberta-wwm-ext-large folder (for zh text)")
-    m.add_argument("--random-tiny", action="store_true", help="tiny random models (tests; features are noise)")
+    _add_recording_args(p, "*", "audio files and/or folders", "dataset folder to create or complete")
+    _add_model_args(p, "models", {"--sovits": "base SoVITS whose quantizer makes the semantic tokens (s2G*.pth)"},
+                    "tiny random models (tests; features are noise)")
     p.add_argument("--config", type=Path, help="PrepareConfig JSON to start from")
     _add_common(p, "set any PrepareConfig field, e.g. max_seconds=8")
     p.set_defaults(func=run_prepare)
@@ -216,16 +224,13 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune a voice from about a minute of audio with transcripts. Defaults fit one "
         "16-24 GB GPU (8 SoVITS epochs, 15 GPT epochs, batch 8). Rerun to resume after an interruption.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, help="voice folder and/or audio files")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (gpt.safetensors, sovits.safetensors, ...)")
-    _add_source_args(p)
-    m = p.add_argument_group("base models (local paths; nothing is downloaded)")
-    m.add_argument("--base-gpt", type=Path, help="pretrained GPT (s1bert25hz-*.ckpt or ours)")
-    m.add_argument("--base-sovits", type=Path, help="pretrained SoVITS G (s2G2333k.pth or ours)")
-    m.add_argument("--base-discriminator", type=Path, help="pretrained SoVITS D (default: s2D beside s2G)")
-    m.add_argument("--hubert", type=Path, help="chinese-hubert-base folder")
-    m.add_argument("--bert", type=Path, help="chinese-roberta-wwm-ext-large folder (for zh text)")
-    m.add_argument("--random-tiny", action="store_true", help="tiny random base models (tests; the voice is noise)")
+    _add_recording_args(p, "+", "voice folder and/or audio files",
+                        "output folder (gpt.safetensors, sovits.safetensors, ...)")
+    _add_model_args(p, "base models", {
+        "--base-gpt": "pretrained GPT (s1bert25hz-*.ckpt or ours)",
+        "--base-sovits": "pretrained SoVITS G (s2G2333k.pth or ours)",
+        "--base-discriminator": "pretrained SoVITS D (default: s2D beside s2G)",
+    }, "tiny random base models (tests; the voice is noise)")
     t = p.add_argument_group("training")
     t.add_argument("--s2-epochs", type=int, help="SoVITS epochs (default 8)")
     t.add_argument("--s1-epochs", type=int, help="GPT epochs (default 15)")

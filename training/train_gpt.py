@@ -20,11 +20,11 @@ from gpt_sovits.config import GPTConfig
 from gpt_sovits.t2s import T2SModel
 from training.config import TrainS1Config
 from training.dataset import DatasetDir, S1Dataset, collate_s1, make_batches, steps_per_epoch
+from training.loop import StepLoop, TrainResult, total_steps
 from training.runtime import Precision, resolve_device, resolve_precision, seed_everything
 from training.schedules import set_lr, warmup_cosine
 from training.state import Progress, latest_checkpoint, load_training_state, save_training_state
-from training.tracking import RunLogger, read_metrics
-from training.train_sovits import TrainResult
+from training.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,12 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
     if ckpt is not None:
         progress, _ = load_training_state(ckpt, {"gpt": model}, {"gpt": opt}, scaler)
         log.info("resuming S1 from %s (step %d, epoch %d)", ckpt, progress.step, progress.epoch)
-    per_epoch = steps_per_epoch(len(data), cfg.batch_size, cfg.min_items_per_epoch)
-    schedule_steps = cfg.epochs * per_epoch
-    total = min(schedule_steps, cfg.max_steps or 1 << 62)
-    t0, first = time.monotonic(), {}
+    schedule_steps = cfg.epochs * steps_per_epoch(len(data), cfg.batch_size, cfg.min_items_per_epoch)
+    total = total_steps(schedule_steps, cfg.max_steps)
+    t0 = time.monotonic()
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        return make_batches(data.lengths(), cfg.batch_size, cfg.seed, epoch, cfg.min_items_per_epoch)
 
     def save() -> None:
         save_training_state(out_dir, {"gpt": model}, {"gpt": opt}, scaler, progress,
@@ -95,28 +97,16 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
 
     model.train()
     with RunLogger(out_dir, total, progress.step, "train gpt", progress_bar=progress_bar) as logger:
-        while progress.epoch < cfg.epochs and progress.step < total:
-            batches = make_batches(data.lengths(), cfg.batch_size, cfg.seed, progress.epoch, cfg.min_items_per_epoch)
-            for indices in batches[progress.batch_in_epoch :]:
-                lr = warmup_cosine(progress.step, schedule_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
-                set_lr(opt, lr)
-                batch = {k: v.to(device) for k, v in collate_s1([data[i] for i in indices], model_cfg.eos).items()}
-                metrics = s1_step(batch, model, opt, scaler, prec, cfg)
-                progress.step += 1
-                progress.batch_in_epoch += 1
-                logger.advance()
-                if progress.step % cfg.log_every_steps == 0 or progress.step == total or not first:
-                    floats = logger.scalars(progress.step, {**metrics, "lr": lr}, progress.epoch)
-                    first = first or floats
-                if progress.step >= total:
-                    break
-            if progress.batch_in_epoch >= len(batches):
-                progress.epoch += 1
-                progress.batch_in_epoch = 0
-                if progress.epoch % cfg.save_every_epochs == 0:
-                    save()
-        save()
-        final = logger.last or (read_metrics(out_dir) or [{}])[-1]
+        loop = StepLoop(progress, epoch_batches, cfg.epochs, total, logger, save, cfg.log_every_steps,
+                        cfg.save_every_epochs)
+        for indices in loop:
+            # the schedule spans all epochs even when max_steps stops the run early
+            lr = warmup_cosine(progress.step, schedule_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+            set_lr(opt, lr)
+            batch = {k: v.to(device) for k, v in collate_s1([data[i] for i in indices], model_cfg.eos).items()}
+            metrics = s1_step(batch, model, opt, scaler, prec, cfg)
+            loop.record({**metrics, "lr": lr})
+        final = loop.final
     info = {"source": "gsv train gpt", "steps": progress.step, "epochs": progress.epoch}
     weights = save_gpt(model, model_cfg, out_dir / "gpt", info, dtype=torch.float16)
-    return TrainResult(weights, progress.step, time.monotonic() - t0, final, first)
+    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first)

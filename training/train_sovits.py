@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,10 +25,11 @@ from gpt_sovits.sovits.model import SynthesizerTrn
 from gpt_sovits.sovits.spectrogram import log_mel_spectrogram, spec_to_log_mel
 from training.config import TrainS2Config
 from training.dataset import DatasetDir, S2Dataset, collate_s2, make_batches, steps_per_epoch
+from training.loop import StepLoop, TrainResult, total_steps
 from training.runtime import Precision, resolve_device, resolve_precision, seed_everything
 from training.schedules import exponential, set_lr
 from training.state import Progress, latest_checkpoint, load_training_state, save_training_state
-from training.tracking import RunLogger, read_metrics
+from training.tracking import RunLogger
 from vocoder.discriminators import MultiPeriodDiscriminator
 from vocoder.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_loss
 
@@ -38,19 +38,6 @@ TEXT_BRANCH = ("enc_p.text_embedding.", "enc_p.encoder_text.", "enc_p.mrte.")
 """Parameters trained at `text_low_lr_rate` x LR (official)."""
 FROZEN = ("ssl_proj.", "quantizer.")
 """Not trained when `freeze_quantizer` (official fine-tunes): the tokens must keep their meaning."""
-
-
-@dataclass
-class TrainResult:
-    """What a training run produced (also printed by the CLI)."""
-
-    weights: Path
-    steps: int
-    seconds: float
-    final: dict[str, float] = field(default_factory=dict)
-    """Last logged metrics."""
-    first: dict[str, float] = field(default_factory=dict)
-    """First logged metrics of this invocation (to show the drop)."""
 
 
 # ------------------------------------------------------------------------------------- models
@@ -214,9 +201,13 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
         progress, _ = load_training_state(ckpt, {"generator": net_g, "discriminator": net_d},
                                           {"g": opt_g, "d": opt_d}, scaler)
         log.info("resuming S2 from %s (step %d, epoch %d)", ckpt, progress.step, progress.epoch)
-    per_epoch = steps_per_epoch(len(data), cfg.batch_size, cfg.min_items_per_epoch)
-    total = min(cfg.epochs * per_epoch, cfg.max_steps or 1 << 62)
-    t0, first = time.monotonic(), {}
+    total = total_steps(cfg.epochs * steps_per_epoch(len(data), cfg.batch_size, cfg.min_items_per_epoch),
+                        cfg.max_steps)
+    t0 = time.monotonic()
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        data.epoch = epoch  # long utterances get a fresh random crop each epoch
+        return make_batches(data.lengths(), cfg.batch_size, cfg.seed, epoch, cfg.min_items_per_epoch)
 
     def save() -> None:
         save_training_state(out_dir, {"generator": net_g, "discriminator": net_d}, {"g": opt_g, "d": opt_d},
@@ -224,32 +215,18 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
 
     train_mode(net_g, net_d)
     with RunLogger(out_dir, total, progress.step, "train sovits", progress_bar=progress_bar) as logger:
-        while progress.epoch < cfg.epochs and progress.step < total:
-            lr = exponential(progress.epoch, cfg.lr, cfg.lr_decay)
+        loop = StepLoop(progress, epoch_batches, cfg.epochs, total, logger, save, cfg.log_every_steps,
+                        cfg.save_every_epochs)
+        for indices in loop:
+            lr = exponential(progress.epoch, cfg.lr, cfg.lr_decay)  # decays per finished epoch, not per step
             set_lr(opt_g, lr)
             set_lr(opt_d, lr)
-            data.epoch = progress.epoch
-            batches = make_batches(data.lengths(), cfg.batch_size, cfg.seed, progress.epoch, cfg.min_items_per_epoch)
-            for indices in batches[progress.batch_in_epoch :]:
-                batch = {k: v.to(device) for k, v in collate_s2([data[i] for i in indices]).items()}
-                metrics = s2_step(batch, net_g, net_d, opt_g, opt_d, scaler, prec, cfg, model_cfg)
-                progress.step += 1
-                progress.batch_in_epoch += 1
-                logger.advance()
-                if progress.step % cfg.log_every_steps == 0 or progress.step == total or not first:
-                    floats = logger.scalars(progress.step, {**metrics, "lr": lr}, progress.epoch)
-                    first = first or floats
-                if progress.step >= total:
-                    break
-            if progress.batch_in_epoch >= len(batches):
-                progress.epoch += 1
-                progress.batch_in_epoch = 0
-                if progress.epoch % cfg.save_every_epochs == 0:
-                    save()
-        save()
-        final = logger.last or (read_metrics(out_dir) or [{}])[-1]
+            batch = {k: v.to(device) for k, v in collate_s2([data[i] for i in indices]).items()}
+            metrics = s2_step(batch, net_g, net_d, opt_g, opt_d, scaler, prec, cfg, model_cfg)  # D step, then G step
+            loop.record({**metrics, "lr": lr})
+        final = loop.final
     weights = export_sovits(net_g, model_cfg, out_dir / "sovits", {"steps": progress.step, "epochs": progress.epoch})
-    return TrainResult(weights, progress.step, time.monotonic() - t0, final, first)
+    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first)
 
 
 def export_sovits(net_g: SynthesizerTrn, cfg: SoVITSConfig, path: Path, info: dict) -> Path:
