@@ -120,6 +120,9 @@ def _missing_models(settings: Any) -> bool:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from scripts.bench_cmds import quiet_openmp_waits
+
+    quiet_openmp_waits()  # before torch loads: spinning OpenMP workers starve the GPT/SoVITS threads
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers, api_keys=args.api_keys)
     if _missing_models(settings):
         return 2

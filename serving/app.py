@@ -128,7 +128,8 @@ def _start_models(state: AppState, overrides: Overrides) -> None:
         engine = InferenceEngine(
             bundle, factory,
             EngineConfig(workers=s.workers, queue_size=s.queue_size, bundle_pool_size=s.finetune_pool_size,
-                         request_timeout_s=s.request_timeout_s),
+                         request_timeout_s=s.request_timeout_s, batch_max_requests=s.batch_max_requests,
+                         batch_wait_ms=s.batch_wait_ms),
             on_finished=lambda sess: _observe(state, sess),
         )
         state.metrics.bind_engine(lambda: engine.queue_depth(), lambda: engine.inflight())

@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     # ------------------------------------------------------- engine and HTTP (serving.app)
     workers: int = Field(default=1, ge=1, le=64)
     """Synthesis worker threads sharing the loaded models (one per device stream is plenty)."""
+    batch_max_requests: int = Field(default=4, ge=1, le=64)
+    """Queued whole-file requests for the same model decoded as one GPT batch (1 = one by one)."""
+    batch_wait_ms: int = Field(default=0, ge=0, le=10)
+    """How long a worker waits for more whole-file requests to fill a batch; adds that much latency."""
     max_request_bytes: int = Field(default=1024 * 1024, gt=0)
     """Largest body of a JSON request (voice uploads use the upload/weights limits instead)."""
     rate_limit_burst: int | None = Field(default=None, ge=1)

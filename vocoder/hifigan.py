@@ -106,11 +106,14 @@ class Generator(nn.Module):
             raise VocoderInputError(
                 f"Generator expects latents [B, {self.cfg.in_channels}, frames], got {tuple(x.shape)}"
             )
-        x = self.conv_pre(x)
+        # Inputs follow the weights' dtype, so the generator alone can run in BF16 (on CPUs with
+        # native BF16 dot products it is ~1.8x faster) while the flow before it stays in FP32.
+        dtype = self.conv_pre.weight.dtype
+        x = self.conv_pre(x.to(dtype))
         if g is not None:
             if not self.cfg.gin_channels:
                 raise VocoderInputError("this generator has gin_channels=0; do not pass g")
-            x = x + self.cond(g)
+            x = x + self.cond(g.to(dtype))
         n_kernels = len(self.cfg.resblock_kernel_sizes)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))

@@ -104,18 +104,23 @@ class ChunkedDecoder:
         """Add semantic tokens; returns the audio (float32) that became final, possibly empty."""
         if self._closed:
             raise SoVITSInputError("push() after flush(): start a new ChunkedDecoder per utterance")
-        new = [int(t) for t in (tokens.reshape(-1).tolist() if hasattr(tokens, "reshape") else tokens)]
-        self._tokens.extend(new)
+        self._tokens.extend(_as_ints(tokens))
         ready = len(self._tokens) - self.lookahead
         if ready <= self._boundary:
             return np.zeros(0, dtype=np.float32)
         return self._render(ready, final=False)
 
-    def flush(self) -> np.ndarray:
-        """Decode whatever is pending and return the last audio, including the held-back tail."""
+    def flush(self, tokens: Sequence[int] | Tensor | np.ndarray = ()) -> np.ndarray:
+        """Add the last `tokens` (if any), decode whatever is pending and return the last audio,
+        including the held-back tail.
+
+        `flush(rest)` equals `push(rest)` then `flush()` in length, with one decode instead of
+        two (the push's window would be decoded again, with its lookahead, by the flush).
+        """
         if self._closed:
             return np.zeros(0, dtype=np.float32)
         self._closed = True
+        self._tokens.extend(_as_ints(tokens))
         if not self._tokens:
             return np.zeros(0, dtype=np.float32)
         if self._boundary < len(self._tokens):
@@ -172,6 +177,10 @@ class ChunkedDecoder:
     def _fit_total(self, tail: np.ndarray) -> np.ndarray:
         missing = self._total_samples() - self._emitted - len(tail)
         return np.pad(tail, (0, max(missing, 0)))[: len(tail) + missing].astype(np.float32)
+
+
+def _as_ints(tokens: Sequence[int] | Tensor | np.ndarray) -> list[int]:
+    return [int(t) for t in (tokens.reshape(-1).tolist() if hasattr(tokens, "reshape") else tokens)]
 
 
 def stream_decode(

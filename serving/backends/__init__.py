@@ -57,18 +57,22 @@ def make_backend(
     export_dir: str | Path | None = None,
     threads: int = 0,
     cuda_graph: bool = True,
+    vocoder_precision: str = "auto",
 ) -> Backend:
     """Build backend `name` for `bundle` (device defaults to the bundle's).
 
     precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16 (torch only) or int8 (CPU:
     torch dynamic INT8 GPT, or ONNX Runtime dynamic INT8 GPT graphs; TensorRT: INT8 engines).
     threads: ONNX Runtime intra-op threads (0 = its default).
+    vocoder_precision: torch only, the HiFi-GAN generator's precision (auto: BF16 on CPUs with
+    native BF16 instructions, otherwise the SoVITS precision).
     """
     dev = torch.device(device) if device is not None else bundle.device
     if name == "torch":
         from serving.backends.torch_backend import TorchBackend
 
-        return TorchBackend(bundle, device=dev, precision=precision, cuda_graph=cuda_graph)
+        return TorchBackend(bundle, device=dev, precision=precision, cuda_graph=cuda_graph,
+                            vocoder_precision=vocoder_precision)
     if name == "onnx":
         from serving.backends.onnx_backend import OnnxBackend
 

@@ -325,6 +325,7 @@ def _meta(options: BenchOptions) -> dict[str, Any]:
         "machine": f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores".strip(),
         "device": options.device,
         "threads": options.threads or os.cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default (spin)"),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
@@ -362,6 +363,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
                     report["results"].append({**row, "skipped": str(exc)})
                     continue
                 row["precision"] = backend.precision
+                if getattr(backend, "vocoder_precision", None):
+                    row["vocoder_precision"] = backend.vocoder_precision
                 backend.warmup()
                 cap = options.max_concurrency_by_size.get(size)
                 for conc in options.concurrency:

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 from gpt_sovits.engine import DecodeRequest, Decoder
-from gpt_sovits.fast import FastDecoder, T2SState, TorchT2S, prepare_sovits, prepare_t2s, resolve_precision
+from gpt_sovits.fast import (
+    FastDecoder, T2SState, TorchT2S, prepare_sovits, prepare_t2s, resolve_precision, resolve_vocoder_precision,
+)
 from gpt_sovits.sampling import SamplingParams
 from serving.backends.base import Backend
 
@@ -20,12 +22,15 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, bundle: Any, *, device: str | torch.device | None = None,
-                 precision: str = "auto", cuda_graph: bool = True) -> None:
+                 precision: str = "auto", cuda_graph: bool = True, vocoder_precision: str = "auto") -> None:
+        """`vocoder_precision`: the HiFi-GAN generator's own precision ("auto": BF16 on CPUs
+        with native BF16, else that of SoVITS; see `gpt_sovits.fast.resolve_vocoder_precision`)."""
         dev = torch.device(device) if device is not None else bundle.device
         prec = resolve_precision(precision, dev)
         super().__init__(bundle.gpt_config, bundle.sovits_config, prec, dev)
+        self.vocoder_precision = resolve_vocoder_precision(vocoder_precision, prec, dev)
         self.gpt = prepare_t2s(bundle.gpt, prec, dev)
-        self.sovits = prepare_sovits(bundle.sovits, prec, dev)
+        self.sovits = prepare_sovits(bundle.sovits, prec, dev, self.vocoder_precision)
         self.t2s = TorchT2S(self.gpt, cuda_graph=cuda_graph)
 
     def t2s_prefill(self, request: DecodeRequest, capacity: int) -> tuple[Tensor, T2SState]:

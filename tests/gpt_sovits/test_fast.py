@@ -6,14 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt_sovits import fast as fast_module
 from gpt_sovits.config import GPTConfig, SoVITSConfig
 from gpt_sovits.engine import DecodeRequest, Decoder
 from gpt_sovits.fast import (
     FastDecoder, PrecisionError, TorchT2S, _Int8Attention, decode_tokens, grow_chunk, prepare_sovits,
-    prepare_t2s, resolve_precision,
+    prepare_t2s, resolve_precision, resolve_vocoder_precision,
 )
 from gpt_sovits.sampling import SamplingParams
 from gpt_sovits.sovits.model import SynthesizerTrn
+from gpt_sovits.sovits.random_init import make_audible
 from gpt_sovits.t2s import T2SModel
 from vocoder.weight_norm import WeightNormMixin
 
@@ -147,6 +149,31 @@ def test_prepare_sovits_folds_weight_norm_and_keeps_output(configs_dir: Path) ->
     out = fast.decode(codes, phones, ge, noise_scale=0.0)
     assert ref.abs().max() > 1e-3
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_prepare_sovits_bf16_vocoder_only(configs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BF16 generator behind an FP32 text encoder and flow: audio within 5% of FP32."""
+    torch.manual_seed(0)
+    sovits = make_audible(SynthesizerTrn(SoVITSConfig.load(configs_dir / "sovits_tiny.json"),
+                                         with_posterior=False).eval())
+    codes, phones = torch.randint(0, 1024, (1, 1, 10)), torch.randint(0, 732, (1, 8))
+    ge = torch.randn(1, sovits.cfg.gin_channels, 1)
+    ref = prepare_sovits(sovits, "fp32", "cpu").decode(codes, phones, ge, noise_scale=0.0)
+    fast = prepare_sovits(sovits, "fp32", "cpu", vocoder_precision="bf16")
+    assert fast.dec.conv_pre.weight.dtype == torch.bfloat16
+    assert fast.flow.flows[0].pre.weight.dtype == torch.float32  # type: ignore[union-attr]
+    out = fast.decode(codes, phones, ge, noise_scale=0.0).float()
+    rel = float((out - ref).norm() / ref.norm())
+    assert out.shape == ref.shape and 0 < rel < 0.05
+    # "auto" picks BF16 only where the CPU has native BF16 dot products.
+    monkeypatch.setattr(fast_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_vocoder_precision("auto", "int8", "cpu") == "bf16"
+    assert resolve_vocoder_precision("auto", "bf16", "cpu") == "bf16"
+    monkeypatch.setattr(fast_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_vocoder_precision("auto", "int8", "cpu") == "fp32"
+    assert resolve_vocoder_precision("auto", "fp16", "cuda") == "fp16"
+    with pytest.raises(PrecisionError, match="INT8"):
+        resolve_vocoder_precision("int8", "fp32", "cpu")
 
 
 def test_precision_rules() -> None:

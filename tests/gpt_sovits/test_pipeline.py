@@ -1,6 +1,9 @@
 """End to end on tiny random models: real voice audio -> VoicePrompt -> synthesize / stream."""
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -8,7 +11,7 @@ import torch
 
 from gpt_sovits.checkpoint import save_gpt, save_sovits
 from gpt_sovits.errors import CheckpointError
-from gpt_sovits.pipeline import ModelBundle, SynthesisParams, Synthesizer, VoicePrompt
+from gpt_sovits.pipeline import ModelBundle, SynthesisParams, Synthesizer, VoicePrompt, read_ahead
 from gpt_sovits.text.errors import EmptyTextError, LanguageNotInstalledError, UnknownLanguageError
 from gpt_sovits.voice import PROMPT_PAD_SAMPLES, ReferenceAudioError
 
@@ -117,8 +120,9 @@ def test_stream_joins_to_the_file_output(bundle, voice):
     assert rel < 0.3
 
 
-def test_first_chunk_arrives_before_decoding_finishes(bundle, voice):
-    synth = Synthesizer(bundle)
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_first_chunk_arrives_before_decoding_finishes(bundle, voice, read_ahead):
+    synth = Synthesizer(bundle, read_ahead=read_ahead)
     produced: list[int] = []
     original = synth.decoder.stream
 
@@ -133,7 +137,70 @@ def test_first_chunk_arrives_before_decoding_finishes(bundle, voice):
     tokens_at_first_chunk = len(produced)
     rest = list(stream)
     assert first.samples.size > 0 and rest
-    assert tokens_at_first_chunk <= EXACT.first_chunk_tokens + 1 < len(produced)
+    # Without read-ahead the GPT waits for SoVITS; with it, the GPT worker may be at most
+    # `chunk_tokens` queued tokens (+1 in hand) ahead of the chunk being decoded.
+    ahead = EXACT.chunk_tokens + 1 if read_ahead else 1
+    assert tokens_at_first_chunk <= EXACT.first_chunk_tokens + ahead < len(produced)
+
+
+def test_read_ahead_gives_the_same_audio_and_stops_its_worker(bundle, voice):
+    chunks = list(Synthesizer(bundle, read_ahead=True).stream(TEXT, voice, EXACT))
+    serial = list(Synthesizer(bundle, read_ahead=False).stream(TEXT, voice, EXACT))
+    assert [(c.segment, c.is_last, c.samples.size) for c in chunks] == \
+        [(c.segment, c.is_last, c.samples.size) for c in serial]
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks]),
+                                  np.concatenate([c.samples for c in serial]))
+    # Closing the stream early stops and joins the GPT worker (no thread left decoding).
+    before = {t.name for t in threading.enumerate()}
+    stream = Synthesizer(bundle).stream(TEXT, voice, EXACT)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "gsv-gpt-read-ahead"]
+    assert "gsv-gpt-read-ahead" not in before
+
+
+def test_later_segments_keep_the_grown_chunk_size(bundle, voice):
+    synth = Synthesizer(bundle, read_ahead=False)
+    windows: dict[tuple[int, ...], list[int]] = {}  # segment phones -> tokens per decode
+    original = synth.vocoder.decode
+
+    def spy(codes, text, *args, **kwargs):
+        windows.setdefault(tuple(text.flatten().tolist()), []).append(codes.shape[-1])
+        return original(codes, text, *args, **kwargs)
+
+    synth.vocoder.decode = spy  # type: ignore[method-assign]
+    params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 8})
+    chunks = list(synth.stream(TEXT, voice, params))
+    seg0, seg1 = list(windows.values())[:2]
+    # Segment 0's first decode: chunks of 2 then 4 tokens (4 are held back as lookahead).
+    assert seg0[0] == 2 + 4
+    # Segment 1 starts at the grown size (one 8-token chunk), not at 2 again.
+    seg1_tokens = sum(c.samples.size for c in chunks if c.segment == 1 and not c.meta) // 1280
+    assert seg1[0] == min(8, seg1_tokens) and len(seg1) <= seg1_tokens // 8 + 1
+
+
+def test_read_ahead_bounds_the_worker_and_reraises_its_errors():
+    produced: list[int] = []
+
+    def produce(stop):
+        for i in range(100):
+            if stop():
+                return
+            produced.append(i)
+            yield i
+        raise RuntimeError("boom")
+
+    feed = read_ahead(produce, 5)
+    assert next(feed) == 0
+    time.sleep(0.2)  # let the worker run as far as the bound allows
+    assert len(produced) <= 1 + 5 + 1  # read + queued + one in hand
+    got = []
+    with pytest.raises(RuntimeError, match="boom"):
+        for item in feed:
+            got.append(item)
+    assert got == list(range(1, 100))  # order kept, nothing lost before the error
+    with pytest.raises(ValueError, match="limit"):
+        next(read_ahead(produce, 0))
 
 
 def test_should_stop_cancels_streaming(bundle, voice):

@@ -115,3 +115,25 @@ def test_push_and_flush_protocol() -> None:
     assert ChunkedDecoder(model, ge, phones).flush().size == 0
     with pytest.raises(SoVITSInputError):
         ChunkedDecoder(model, ge, phones, left_context=-1)
+
+
+def test_flush_with_the_last_tokens_is_one_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    codes, phones, ge = _case(model, 30)
+    ref = _oneshot(model, codes, phones, ge)
+    calls: list[int] = []
+    original = model.decode
+
+    def spy(codes_: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(codes_.shape[-1])
+        return original(codes_, *args, **kwargs)
+
+    monkeypatch.setattr(model, "decode", spy)
+    two = ChunkedDecoder(model, ge, phones, noise_scale=0.0)
+    a = np.concatenate([two.push(codes[:20]), two.push(codes[20:]), two.flush()])
+    n_two = len(calls)
+    one = ChunkedDecoder(model, ge, phones, noise_scale=0.0)
+    b = np.concatenate([one.push(codes[:20]), one.flush(codes[20:])])
+    assert len(calls) - n_two == n_two - 1  # the separate push's decode is saved
+    assert a.shape == b.shape == ref.shape
+    assert relative_l2(b, ref) < 0.3  # the module's stated bound for this random-attention model

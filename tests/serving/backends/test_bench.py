@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -63,3 +66,17 @@ def test_export_command_writes_an_export(tmp_path):
     assert args.func(args) == 0
     info = load_export_info(tmp_path)
     assert info.model_name == "random-tiny-0" and len(info.graphs) == 5
+
+
+def test_openmp_waits_are_made_passive_only_before_torch_and_never_over_the_user(monkeypatch):
+    code = ("import os; from scripts.bench_cmds import quiet_openmp_waits; quiet_openmp_waits(); "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    fresh = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == "PASSIVE"
+    user = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, check=True)
+    assert user.stdout.strip() == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    bench_cmds.quiet_openmp_waits()  # torch is loaded in this process: too late, leave it alone
+    assert "OMP_WAIT_POLICY" not in os.environ
