@@ -330,14 +330,31 @@ def embed_request(model: T2SModel, request: DecodeRequest, device: torch.device,
     return torch.cat(parts, dim=1), n
 
 
+CPU_STEP_THREADS = 1
+"""Intra-op threads of a CPU single-token step. A batch-1 step is ~500 tiny ops; waking a second
+OpenMP worker for each costs more than it saves: v2 INT8 on the 2-core dev machine measured
+15-17 ms per step with 1 thread vs 26-27 ms with 2 (prefill, one big batch of slots, keeps the
+caller's threads: 160-190 ms with 2 vs 200-240 ms with 1). It also leaves the other core to
+SoVITS while the GPT reads ahead. OpenMP thread counts are per calling thread, so this does not
+touch other threads' settings; the caller's own count is restored after every step."""
+
+
 class _EagerState:
     def __init__(self, model: T2SModel, cache: KVCache) -> None:
         self.model, self.cache = model, cache
+        self.threads = CPU_STEP_THREADS if cache.pad.device.type == "cpu" else 0
 
     @torch.inference_mode()
     def step(self, token: Tensor) -> Tensor:
-        x = self.model.embed_audio(token.view(1, 1), self.cache.audio_positions(1))
-        return self.model.logits(self.model(x, cache=self.cache)[:, -1])
+        restore = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(min(self.threads, restore))
+        try:
+            x = self.model.embed_audio(token.view(1, 1), self.cache.audio_positions(1))
+            return self.model.logits(self.model(x, cache=self.cache)[:, -1])
+        finally:
+            if self.threads:
+                torch.set_num_threads(restore)
 
     def close(self) -> None:
         pass
@@ -377,7 +394,7 @@ class GraphStep:
         """Capture the graph (CUDA only): warm up on a side stream, record, then reset the cache."""
         if not self.capture or self.graph is not None:
             return
-        cache, dev = self.cache, self.cache.k.device
+        cache, dev = self.cache, self.cache.pad.device
         cache.reset()
         cache.set_layout(torch.zeros(1, dtype=torch.long, device=dev), torch.zeros(1, dtype=torch.long, device=dev))
         side = torch.cuda.Stream()

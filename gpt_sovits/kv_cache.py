@@ -13,9 +13,13 @@ causal; text queries never see audio because audio slots come after all text slo
 function builds the mask for teacher-forced training and for cached decoding, so the two paths
 cannot drift apart.
 
-Buffers. Keys and values are stored projected and *unsplit* (`[n_layer, B, max_len, hidden]`,
-heads are split by the attention after reading), written in place at the current slot: no
-`torch.cat` per step. Two modes share the same model code:
+Buffers. Keys and values are stored projected and *head-major*
+(`[n_layer, B, n_head, max_len, head_dim]`), written in place at the current slot: no `torch.cat`
+per step. Head-major because a decoding step is bound by reading the cache: attention walks each
+head's keys, and with the unsplit `[max_len, hidden]` rows every head read 128-byte pieces 2 KB
+apart (v2 INT8 on CPU: ~220 us per layer over 260 slots vs ~150 us head-major, 24 layers a step).
+`update` hands the slots back as a `[B, L, n_head, head_dim]` view, which the attention splits
+like unsplit K/V; `k`/`v` give an unsplit copy for inspection. Two modes share the same model code:
 
 - dynamic (default): the write index is a host integer and attention reads `[:length]`; cheapest
   on CPU because a step only touches the slots filled so far.
@@ -69,26 +73,28 @@ class KVCache:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
         static: bool = False,
+        n_head: int = 1,
     ) -> None:
-        if min(n_layer, batch, max_len, hidden) < 1:
+        if min(n_layer, batch, max_len, hidden, n_head) < 1 or hidden % n_head:
             raise KVCacheError(
                 f"KVCache sizes must be positive, got n_layer={n_layer} batch={batch} "
-                f"max_len={max_len} hidden={hidden}"
+                f"max_len={max_len} hidden={hidden} (a multiple of n_head={n_head})"
             )
         # Dynamic mode only ever reads slots it has written, so the buffers may start
         # uninitialised (no 100+ MB memset on the latency path). Static mode reads every slot:
         # masked keys get zero weight, but 0 * NaN garbage would still poison the output.
         alloc = torch.zeros if static else torch.empty
-        shape = (n_layer, batch, max_len, hidden)
-        self.k = alloc(shape, device=device, dtype=dtype)
-        self.v = alloc(shape, device=device, dtype=dtype)
+        shape = (n_layer, batch, n_head, max_len, hidden // n_head)
+        self.key_heads = alloc(shape, device=device, dtype=dtype)
+        self.value_heads = alloc(shape, device=device, dtype=dtype)
+        self.n_head = n_head
         self.static = static
         self.capacity = batch
         self.max_len = max_len
-        self._slots = torch.arange(max_len, device=self.k.device)
-        self._cursor = torch.zeros((), dtype=torch.long, device=self.k.device)
-        self.pad = torch.zeros(batch, dtype=torch.long, device=self.k.device)
-        self.prefix_end = torch.zeros(batch, dtype=torch.long, device=self.k.device)
+        self._slots = torch.arange(max_len, device=self.key_heads.device)
+        self._cursor = torch.zeros((), dtype=torch.long, device=self.key_heads.device)
+        self.pad = torch.zeros(batch, dtype=torch.long, device=self.key_heads.device)
+        self.prefix_end = torch.zeros(batch, dtype=torch.long, device=self.key_heads.device)
         self.batch = batch
         self.length = 0
         self._has_pad = False
@@ -109,8 +115,24 @@ class KVCache:
     ) -> "KVCache":
         """A cache sized for the model described by `cfg`."""
         return cls(
-            cfg.n_layer, batch, max_len, cfg.hidden_dim, device=device, dtype=dtype, static=static
+            cfg.n_layer, batch, max_len, cfg.hidden_dim, device=device, dtype=dtype, static=static,
+            n_head=cfg.n_head,
         )
+
+    @staticmethod
+    def _unsplit(buf: Tensor) -> Tensor:
+        n_layer, batch, n_head, max_len, head_dim = buf.shape
+        return buf.transpose(2, 3).reshape(n_layer, batch, max_len, n_head * head_dim)
+
+    @property
+    def k(self) -> Tensor:
+        """Keys as `[n_layer, B, max_len, hidden]` (a copy; for inspection and tests)."""
+        return self._unsplit(self.key_heads)
+
+    @property
+    def v(self) -> Tensor:
+        """Values as `[n_layer, B, max_len, hidden]` (a copy; for inspection and tests)."""
+        return self._unsplit(self.value_heads)
 
     # ----------------------------------------------------------------------------- layout
     def set_layout(self, pad: Tensor, prefix_end: Tensor) -> None:
@@ -147,8 +169,8 @@ class KVCache:
         if n < 1 or n > self.batch:
             raise KVCacheError(f"keep_rows needs 1..{self.batch} indices, got {n}")
         end = self.max_len if self.static else self.length
-        for buf in (self.k, self.v):
-            buf[:, :n, :end] = buf[:, : self.batch, :end].index_select(1, index)
+        for buf in (self.key_heads, self.value_heads):
+            buf[:, :n, :, :end] = buf[:, : self.batch, :, :end].index_select(1, index)
         self.pad[:n] = self.pad[: self.batch].index_select(0, index)
         self.prefix_end[:n] = self.prefix_end[: self.batch].index_select(0, index)
         self.batch = n
@@ -179,17 +201,24 @@ class KVCache:
         return attention_mask(self._query_slots, key_slots, self.prefix_end[rows], key_valid)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write this forward's keys/values `[B, S, hidden]` for `layer`; return all readable ones."""
-        kb, vb = self.k[layer, : self.batch], self.v[layer, : self.batch]
+        """Write this forward's keys/values `[B, S, hidden]` for `layer`; return all readable ones.
+
+        The returned K/V are `[B, L, n_head, head_dim]` views of the head-major buffers
+        (`x.view(B, L, n_head, head_dim)` of them is a no-op, as for unsplit `[B, L, hidden]`).
+        """
+        kb, vb = self.key_heads[layer, : self.batch], self.value_heads[layer, : self.batch]
+        b, s, hidden = k.shape
+        k = k.view(b, s, self.n_head, hidden // self.n_head).transpose(1, 2)
+        v = v.view(b, s, self.n_head, hidden // self.n_head).transpose(1, 2)
         if self.static:
             assert self._write_index is not None, "prepare() must be called before update()"
-            kb.index_copy_(1, self._write_index, k)
-            vb.index_copy_(1, self._write_index, v)
-            return kb, vb
-        end = self.length + k.shape[1]
-        kb[:, self.length : end] = k
-        vb[:, self.length : end] = v
-        return kb[:, :end], vb[:, :end]
+            kb.index_copy_(2, self._write_index, k)
+            vb.index_copy_(2, self._write_index, v)
+            return kb.transpose(1, 2), vb.transpose(1, 2)
+        end = self.length + s
+        kb[:, :, self.length : end] = k
+        vb[:, :, self.length : end] = v
+        return kb[:, :, :end].transpose(1, 2), vb[:, :, :end].transpose(1, 2)
 
     def advance(self) -> None:
         """Commit the slots reserved by `prepare`."""

@@ -90,7 +90,8 @@ class SelfAttention(nn.Module):
         b, s, d = x.shape
         q, k, v = self.in_projection(x).split(d, dim=-1)
         if cache is not None:
-            # The cache holds projected, unsplit K/V; heads are split after reading it back.
+            # The cache returns `[B, L, n_head, head_dim]` (head-major storage) or unsplit
+            # `[B, L, D]` (export wrappers); the view below splits heads for both.
             k, v = cache.update(layer, k, v)
         hd = d // self.n_head
         q = q.view(b, s, self.n_head, hd).transpose(1, 2)

@@ -53,6 +53,32 @@ def test_fast_stream_equals_reference_engine(model: T2SModel, cfg: GPTConfig, pa
     assert len(expected) == params.max_new_tokens
 
 
+def test_cpu_steps_run_single_threaded_and_restore_the_callers_threads(
+    model: T2SModel, cfg: GPTConfig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    req = _request(cfg)
+    expected = list(Decoder(model).stream(req, GREEDY))
+    seen: list[int] = []
+    real_step = T2SModel.forward
+
+    def spy(self: T2SModel, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return real_step(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(T2SModel, "forward", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tokens = list(FastDecoder(TorchT2S(model)).stream(req, GREEDY))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert tokens == expected
+    assert after == 2
+    assert seen[0] == 2  # the prefill keeps the caller's threads
+    assert set(seen[1:]) == {fast_module.CPU_STEP_THREADS}
+
+
 def test_generate_matches_engine_per_request(model: T2SModel, cfg: GPTConfig) -> None:
     reqs = [_request(cfg, 9, 5, seed=1), _request(cfg, 14, 3, seed=2)]
     params = [SamplingParams(seed=7, max_new_tokens=12, min_new_tokens=12),

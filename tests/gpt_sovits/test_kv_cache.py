@@ -120,13 +120,16 @@ def test_keep_rows_drops_finished_rows(model: T2SModel, static: bool) -> None:
 def test_buffers_are_preallocated_and_written_in_place(model: T2SModel) -> None:
     cfg = model.cfg
     cache = KVCache.for_config(cfg, 1, 12)
-    ptr, shape = cache.k.data_ptr(), cache.k.shape
+    ptr, shape = cache.key_heads.data_ptr(), cache.key_heads.shape
     cache.set_layout(torch.tensor([0]), torch.tensor([3]))
     with torch.inference_mode():
         model(torch.randn(1, 3, cfg.hidden_dim), cache=cache)
         for _ in range(4):
             model(torch.randn(1, 1, cfg.hidden_dim), cache=cache)
-    assert cache.k.data_ptr() == ptr and cache.k.shape == shape == (cfg.n_layer, 1, 12, cfg.hidden_dim)
+    head_dim = cfg.hidden_dim // cfg.n_head
+    assert cache.key_heads.data_ptr() == ptr
+    assert cache.key_heads.shape == shape == (cfg.n_layer, 1, cfg.n_head, 12, head_dim)
+    assert cache.k.shape == (cfg.n_layer, 1, 12, cfg.hidden_dim)
     assert cache.length == 7
     assert cache.audio_positions(1).tolist() == [[4]]  # audio slot 7 - text end 3
 
@@ -145,6 +148,8 @@ def test_overflow_and_layout_errors(model: T2SModel) -> None:
         KVCache.for_config(cfg, 2, 4).set_layout(torch.tensor([0]), torch.tensor([1]))
     with pytest.raises(KVCacheError, match="positive"):
         KVCache.for_config(cfg, 0, 4)
+    with pytest.raises(KVCacheError, match="multiple of n_head"):
+        KVCache(2, 1, 4, 10, n_head=3)
 
 
 def test_reset_allows_reuse(model: T2SModel) -> None:
