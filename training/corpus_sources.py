@@ -19,6 +19,8 @@ Sources:
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import gzip
 import json
 import random
@@ -356,15 +358,16 @@ class SynthVoice:
     """Debian package with the voice data (when separate from the engine)."""
 
 
-class _RenderingSource:
+class _RenderingSource(ABC):
     """A TTS engine reading the shipped sentences; subclasses build the command line."""
 
     binary: str
     voices: tuple[SynthVoice, ...]
     info: SourceInfo
 
+    @abstractmethod
     def command(self, voice: SynthVoice, text_file: Path, out_wav: Path) -> list[str]:
-        raise NotImplementedError
+        """The engine's command line that renders `text_file` with `voice` into `out_wav`."""
 
     def voice_available(self, voice: SynthVoice) -> bool:
         return True

@@ -39,13 +39,21 @@ class DiscriminatorS(nn.Module):
         self.conv_post = WNConv1d(1024, 1, 3, 1, padding=1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        fmap: list[Tensor] = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
+        return _conv_stack(self.convs, self.conv_post, x)
+
+
+def _conv_stack(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Shared body of both discriminators: leaky-ReLU conv stack, then the score conv.
+
+    Returns the flattened scores and every intermediate map (for the feature-matching loss).
+    """
+    fmap: list[Tensor] = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
         fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
 
 
 class DiscriminatorP(nn.Module):
@@ -69,13 +77,7 @@ class DiscriminatorP(nn.Module):
             # Reflect-pad to a whole number of periods (needs t > pad, true for any real slice).
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
         x = x.view(b, c, -1, self.period)
-        fmap: list[Tensor] = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _conv_stack(self.convs, self.conv_post, x)
 
 
 class MultiPeriodDiscriminator(nn.Module):
