@@ -19,8 +19,6 @@ Sources:
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import gzip
 import json
 import random
@@ -28,6 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
