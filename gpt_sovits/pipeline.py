@@ -156,21 +156,10 @@ class Synthesizer:
         should_stop: StopFn | None = None,
     ) -> np.ndarray:
         """Whole-file synthesis: all segments decoded by the GPT as one batch, then vocoded."""
-        segs = self.segments(text, params)
-        seed = _resolve_seed(params.seed)
-        ge = voice.style(self.bundle)
-        requests = [self._request(s, voice) for s in segs]
-        sampling = [params.sampling(seed + i, self._token_cap(s, params)) for i, s in enumerate(segs)]
-        tokens = self.decoder.generate(requests, sampling, should_stop=should_stop)
-        pieces: list[np.ndarray] = []
-        for i, (seg, toks) in enumerate(zip(segs, tokens)):
-            if should_stop is not None and should_stop():
-                break
-            gen = _generator(seed + i, self.bundle.device)
-            pieces.append(self._vocode(toks, seg, ge, params, gen))
-            if i < len(segs) - 1:
-                pieces.append(self._silence(params))
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+        stop = _StopLatch(should_stop)
+        plan = self._plan(0, text, voice, params, stop)
+        tokens = self.decoder.generate(plan.requests, plan.sampling, should_stop=stop)
+        return self._render(plan, tokens, stop)
 
     def synthesize_many(
         self, jobs: list[tuple[str, VoicePrompt, SynthesisParams, StopFn | None]],
@@ -216,7 +205,7 @@ class Synthesizer:
 
     def _plan(self, index: int, text: str, voice: VoicePrompt, params: SynthesisParams,
               stop: _StopLatch) -> _Plan:
-        """Front end and decode rows of one job of `synthesize_many` (as `synthesize` makes them)."""
+        """Front end, style and GPT rows of one job (`synthesize` and `synthesize_many` share it)."""
         segs = self.segments(text, params)
         seed = _resolve_seed(params.seed)
         ge = voice.style(self.bundle)
@@ -248,7 +237,7 @@ class Synthesizer:
             return exc
 
     def _render(self, plan: _Plan, tokens: list[Tensor], poll: StopFn) -> np.ndarray:
-        """Vocode one job's segments with silence between them, as `synthesize` does."""
+        """Vocode one job's segments with silence between them (the tail of every whole-file path)."""
         pieces: list[np.ndarray] = []
         last = len(plan.segs) - 1
         for i, (seg, toks) in enumerate(zip(plan.segs, tokens)):
@@ -434,7 +423,7 @@ class _StopLatch:
 
 @dataclass
 class _Plan:
-    """One job of `Synthesizer.synthesize_many` between the front end and the vocoder."""
+    """One whole-file job between the front end and the vocoder."""
 
     index: int
     segs: list[Segment]
