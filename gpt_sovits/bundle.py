@@ -189,26 +189,17 @@ def _weights_name(*paths: str | Path) -> str:
 
 
 def _load_speaker_verifier(path: str | Path) -> torch.nn.Module:
-    """ERes2NetV2 weights plus, when present, the `ERes2NetV2Config` JSON with the same stem.
+    """ERes2NetV2 weights (sizes from a same-stem `ERes2NetV2Config` JSON when present)."""
+    from speaker_encoder.eres2net import load_eres2net
 
-    The official file carries no config (its sizes are the defaults); the sidecar lets converted
-    or tiny models say their sizes, as our other checkpoints do.
-    """
-    from speaker_encoder.eres2net import ERes2NetV2Config, load_eres2net
-
-    sidecar = Path(path).with_suffix(".json")
-    config = None
-    if sidecar.is_file():
-        try:
-            config = ERes2NetV2Config.load(sidecar)
-        except (OSError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"'{sidecar}' is not a valid ERes2NetV2Config JSON ({exc})") from exc
     try:
-        verifier, _ = load_eres2net(path, config)
+        verifier, _ = load_eres2net(path)
     except RuntimeError as exc:  # load_state_dict(strict=True): keys or shapes do not fit the config
+        sidecar = Path(path).with_suffix(".json")
         raise CheckpointError(
-            f"'{path}' does not fit {config or 'the default ERes2NetV2Config (w24 s4 e4)'}: use the official "
-            f"pretrained_eres2netv2w24s4ep4.ckpt, or put the model's config at '{sidecar}' ({exc})"
+            f"'{path}' does not fit its ERes2NetV2 config ('{sidecar}', or the default w24 s4 e4 sizes "
+            f"without one): use the official pretrained_eres2netv2w24s4ep4.ckpt, or put the model's "
+            f"config at '{sidecar}' ({exc})"
         ) from exc
     return verifier
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from gpt_sovits.audio import resample
 from gpt_sovits.config import JsonConfig
-from gpt_sovits.errors import ModelNotFoundError
+from gpt_sovits.errors import CheckpointError, ModelNotFoundError
 from speaker_encoder.frontend import kaldi_fbank
 
 _WEIGHTS_WHAT = (
@@ -186,10 +186,21 @@ class ERes2NetV2(nn.Module):
 
 
 def load_eres2net(path: str | Path, config: ERes2NetV2Config | None = None) -> tuple[ERes2NetV2, ERes2NetV2Config]:
-    """Load user-supplied ERes2NetV2 weights strictly (a .ckpt/.pt state dict or .safetensors)."""
+    """Load user-supplied ERes2NetV2 weights strictly (a .ckpt/.pt state dict or .safetensors).
+
+    Without `config`, an `ERes2NetV2Config` JSON with the weights' stem (e.g. `sv.json` beside
+    `sv.safetensors`) gives the sizes; the official file carries no config, so the defaults
+    (w24 s4 e4) apply when there is none.
+    """
     weights = Path(path)
     if not weights.is_file():
         raise ModelNotFoundError(weights, _WEIGHTS_WHAT)
+    sidecar = weights.with_suffix(".json")
+    if config is None and sidecar.is_file():
+        try:
+            config = ERes2NetV2Config.load(sidecar)
+        except (OSError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"'{sidecar}' is not a valid ERes2NetV2Config JSON ({exc})") from exc
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
