@@ -1,5 +1,9 @@
 """The set of loaded models one synthesis needs: GPT, SoVITS, SSL (HuBERT), BERT and the frontend.
 
+The SSL slot holds chinese-hubert-base for official weights, or our own content encoder
+(`gpt_sovits.content_encoder`) for a base model trained on it; `from_paths` opens whichever the
+folder holds, and a SoVITS is only paired with the encoder its config names.
+
 A `ModelBundle` is built once and never mutated per request, so one instance is shared by every
 request thread. Per-voice fine-tunes swap only the GPT and/or SoVITS (`with_weights`) and share
 the expensive feature extractors.
@@ -13,6 +17,7 @@ from pathlib import Path
 import torch
 
 from gpt_sovits.config import GPTConfig, SoVITSConfig
+from gpt_sovits.content_encoder import ContentFeatureExtractor, open_content_encoder
 from gpt_sovits.errors import CheckpointError, GSVError, ModelNotFoundError
 from gpt_sovits.features import BertFeatureExtractor, SSLFeatureExtractor
 from gpt_sovits.sovits.model import SynthesizerTrn
@@ -37,8 +42,10 @@ class ModelBundle:
     gpt_config: GPTConfig
     sovits: SynthesizerTrn
     sovits_config: SoVITSConfig
-    ssl: SSLFeatureExtractor
+    ssl: SSLFeatureExtractor | ContentFeatureExtractor
+    """chinese-hubert-base, or our content encoder when the SoVITS was trained on it."""
     bert: BertFeatureExtractor | None
+    """None: BERT features are zeros (fine for English; a base trained without BERT never needs one)."""
     frontend: TextFrontend
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     name: str = "bundle"
@@ -53,12 +60,27 @@ class ModelBundle:
                 f"BERT width {self.bert.hidden_size} does not match the GPT's bert_dim "
                 f"{self.gpt_config.bert_dim}: use the BERT model the GPT was trained with."
             )
+        _check_content_encoder(self.ssl, self.sovits_config)
         if self.ssl.hidden_size != self.sovits_config.ssl_dim:
             raise ModelConfigError(
                 f"SSL width {self.ssl.hidden_size} does not match SoVITS ssl_dim "
                 f"{self.sovits_config.ssl_dim}: the SoVITS was trained on another content encoder "
                 f"({self.sovits_config.content_encoder})."
             )
+
+    @property
+    def content_encoder(self) -> str:
+        """Name of the loaded content encoder: ours record theirs, HuBERT is taken as the SoVITS's."""
+        if isinstance(self.ssl, ContentFeatureExtractor):
+            return self.ssl.name
+        return self.sovits_config.content_encoder
+
+    def describe(self) -> str:
+        """One line for logs and server info: what is loaded (no paths)."""
+        cfg = self.sovits_config
+        bert = f"BERT {self.bert.hidden_size}-d" if self.bert is not None else "no BERT (zero text features)"
+        return (f"SoVITS {cfg.version} ({cfg.sampling_rate} Hz), content encoder {self.content_encoder} "
+                f"({self.ssl.hidden_size}-d), {bert}, weights id {self.name}")
 
     @property
     def sample_rate(self) -> int:
@@ -109,6 +131,11 @@ class ModelBundle:
     ) -> "ModelBundle":
         """Load official (.ckpt/.pth) or native (.safetensors + .json) weights from local paths.
 
+        `hubert_dir` is chinese-hubert-base (Hugging Face folder) or our content encoder (a folder
+        whose config.json says `"format": "gsv-content-encoder"`); the SoVITS config's
+        `content_encoder` must name the latter, else `ModelConfigError` (code model_mismatch).
+        `bert_dir` is optional: without it BERT features are zeros.
+
         `sv_path` is the ERes2NetV2 checkpoint that v2Pro/v2ProPlus SoVITS models need (official
         `.ckpt` or a `.safetensors`; non-default sizes need an `ERes2NetV2Config` JSON beside it
         with the same stem). A Pro SoVITS loaded without it can still use stored voices, but new
@@ -121,7 +148,7 @@ class ModelBundle:
                 raise ModelNotFoundError(path, what)
         gpt_model, gpt_cfg = load_gpt(gpt)
         sovits_model, sovits_cfg = load_sovits(sovits)
-        ssl = SSLFeatureExtractor.from_pretrained(hubert_dir)
+        ssl = open_content_encoder(hubert_dir)
         bert = BertFeatureExtractor.from_pretrained(bert_dir) if bert_dir else None
         verifier = _load_speaker_verifier(sv_path) if sv_path is not None else None
         return cls._assemble(
@@ -213,6 +240,19 @@ def _check_speaker_verifier(verifier: object | None, sovits_cfg: SoVITSConfig) -
         raise ModelConfigError(
             f"speaker verifier gives {sv_dim}-d embeddings but the SoVITS sv_emb takes {sovits_cfg.sv_dim}: "
             "use the ERes2NetV2 weights the SoVITS was trained with (pretrained_eres2netv2w24s4ep4.ckpt)"
+        )
+
+
+def _check_content_encoder(ssl: object, sovits_cfg: SoVITSConfig) -> None:
+    """The SoVITS quantizer reads the features of one encoder: ours must be the one it names.
+
+    A Hugging Face HuBERT folder carries no name, so for it only the width check applies.
+    """
+    if isinstance(ssl, ContentFeatureExtractor) and ssl.name != sovits_cfg.content_encoder:
+        raise ModelConfigError(
+            f"the SoVITS was trained on content encoder '{sovits_cfg.content_encoder}' but the content "
+            f"encoder folder (hubert/, --hubert-dir) holds '{ssl.name}' ({ssl.hidden_size}-d): use the "
+            "encoder the SoVITS was trained with; its semantic codebook cannot read other features"
         )
 
 

@@ -21,7 +21,9 @@ the serving backends run for streaming, with the same tokens for the same seed:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -199,6 +201,50 @@ def grow_chunk(previous: int, cap: int) -> int:
     return max(1, min(cap, 2 * previous))
 
 
+class _WindowRecorder:
+    """Stands in for SoVITS in a `ChunkedDecoder`: records each window's token count and returns
+    silence of the right length, so a stream's windows can be listed without decoding."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.lengths: set[int] = set()
+
+    def decode(self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
+               speed: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        self.lengths.add(int(codes.shape[-1]))
+        return torch.zeros(1, 1, codes.shape[-1] * self.cfg.samples_per_token)
+
+
+def stream_window_lengths(sovits_cfg: Any, first_chunk: int, chunk_cap: int, max_tokens: int = 120) -> list[int]:
+    """Token counts of the SoVITS windows that streams decode with the default `ChunkedDecoder`
+    settings, for warm-up: a segment pushed in the `grow_chunk` schedule from `first_chunk` (the
+    first segment) or from `chunk_cap` (later ones), flushed after every total up to `max_tokens`;
+    windows that start at token 0 are only listed when the schedule itself produces them (a short
+    segment's single flush can have any length)."""
+    key = (sovits_cfg.samples_per_token, sovits_cfg.sampling_rate, first_chunk, chunk_cap, max_tokens)
+    return list(_window_lengths(*key))
+
+
+@functools.lru_cache(maxsize=8)
+def _window_lengths(samples_per_token: int, sampling_rate: int, first_chunk: int, chunk_cap: int,
+                    max_tokens: int) -> tuple[int, ...]:
+    from types import SimpleNamespace
+
+    from gpt_sovits.sovits.streaming import ChunkedDecoder
+
+    recorder = _WindowRecorder(SimpleNamespace(samples_per_token=samples_per_token, sampling_rate=sampling_rate))
+    ge, phones = torch.zeros(1, 1, 1), torch.zeros(1, 1, dtype=torch.long)
+    for start in (first_chunk, chunk_cap):
+        for total in range(1, max_tokens + 1):
+            dec, size, pushed = ChunkedDecoder(recorder, ge, phones, noise_scale=0.0), start, 0
+            while pushed + size <= total:
+                dec.push([0] * size)
+                pushed, size = pushed + size, grow_chunk(size, chunk_cap)
+            if total - pushed < total:  # a flush after pushes: its window follows the buckets
+                dec.flush([0] * (total - pushed))
+    return tuple(sorted(recorder.lengths))
+
+
 def decode_tokens(
     backend: T2SBackend,
     request: DecodeRequest,
@@ -339,6 +385,36 @@ SoVITS while the GPT reads ahead. OpenMP thread counts are per calling thread, s
 touch other threads' settings; the caller's own count is restored after every step."""
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the body with at most `n` intra-op threads in the calling thread (n < 1: unchanged).
+
+    OpenMP thread counts are per calling thread, so this never touches other threads' settings;
+    the caller's count is restored on exit.
+    """
+    restore = torch.get_num_threads()
+    if n < 1 or n >= restore:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(restore)
+
+
+def vocoder_threads(gpt_running: bool) -> int:
+    """Intra-op threads for a CPU SoVITS decode: the cores the GPT step does not hold.
+
+    While the read-ahead GPT worker decodes, it keeps `CPU_STEP_THREADS` busy; a vocoder using
+    every core as well oversubscribes the CPU (2-core machine, v2 INT8: the step went from 15 to
+    25 ms with the vocoder's 2 threads beside it, which costs more than the vocoder gains). Once
+    the GPT is done the vocoder takes every core again.
+    """
+    total = torch.get_num_threads()
+    return max(1, total - CPU_STEP_THREADS) if gpt_running else total
+
+
 class _EagerState:
     def __init__(self, model: T2SModel, cache: KVCache) -> None:
         self.model, self.cache = model, cache
@@ -346,15 +422,9 @@ class _EagerState:
 
     @torch.inference_mode()
     def step(self, token: Tensor) -> Tensor:
-        restore = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(min(self.threads, restore))
-        try:
+        with cpu_threads(self.threads):
             x = self.model.embed_audio(token.view(1, 1), self.cache.audio_positions(1))
             return self.model.logits(self.model(x, cache=self.cache)[:, -1])
-        finally:
-            if self.threads:
-                torch.set_num_threads(restore)
 
     def close(self) -> None:
         pass

@@ -9,13 +9,20 @@ should be enough. Two layouts are recognised:
   weights `sv/pretrained_eres2netv2w24s4ep4.ckpt`.
 * **ours**: `gpt.safetensors` + `gpt.json`, `sovits.safetensors` + `sovits.json`, `hubert/`,
   optional `bert/`, and `sv.safetensors` (+ optional `sv.json`) when the SoVITS is a Pro model.
-  The version is whatever `sovits.json` says.
+  The version is whatever `sovits.json` says. `hubert/` is chinese-hubert-base or our own content
+  encoder (`gpt_sovits.content_encoder`, the one `sovits.json` names in `content_encoder`).
+
+The **default base model** is a folder in our layout shipped with the repository at
+`models/base/` (`EMBEDDED_MODELS_DIR`, resolved from this file, not the working directory);
+`$GSV_DEFAULT_MODELS_DIR` points elsewhere. Front ends use it only when no weights are configured
+and it is complete (`resolve_default_models`).
 
 Resolution only looks at names (plus the small `sovits.json` of our layout); nothing is loaded, so
 a wrong directory fails at once with one `ModelNotFoundError` listing every missing path.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -60,6 +67,11 @@ NATIVE_SV = "sv.safetensors"
 HF_CONFIG = "config.json"
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 HF_TOKENIZER = ("tokenizer.json", "vocab.txt")
+
+EMBEDDED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models" / "base"
+"""The base model shipped with the repository (our layout; see docs/base_model.md)."""
+DEFAULT_MODELS_ENV = "GSV_DEFAULT_MODELS_DIR"
+"""Environment variable that moves the default base model elsewhere."""
 
 # Where the layout usually sits when users point at the GPT-SoVITS checkout instead.
 _NESTED_ROOTS = ("pretrained_models", "GPT_SoVITS/pretrained_models")
@@ -181,6 +193,47 @@ def resolve_models_dir(directory: str | Path, version: str | None = None) -> Mod
     return paths
 
 
+def default_models_dir(override: str | Path | None = None) -> Path:
+    """Where the default base model is looked for: `override`, else `$GSV_DEFAULT_MODELS_DIR`,
+    else `EMBEDDED_MODELS_DIR` (read at call time, so tests and embedders can move it)."""
+    if override is not None and str(override):
+        return Path(override).expanduser()
+    env = os.environ.get(DEFAULT_MODELS_ENV, "").strip()
+    return Path(env).expanduser() if env else EMBEDDED_MODELS_DIR
+
+
+def resolve_default_models(override: str | Path | None = None, version: str | None = None) -> ModelPaths:
+    """The default base model, when its folder holds a complete model; else `ModelNotFoundError`
+    naming what is missing and how to point elsewhere (nothing is loaded here)."""
+    directory = default_models_dir(override)
+    try:
+        return resolve_models_dir(directory, version)
+    except ModelNotFoundError as err:
+        if not err.missing:  # complete, but another version than asked for: that message says what to do
+            raise
+        raise ModelNotFoundError(
+            err.path,
+            f"the default base model in our layout ({' + '.join(NATIVE_GPT)}, {' + '.join(NATIVE_SOVITS)}, "
+            f"{NATIVE_HUBERT}/; see docs/base_model.md), used when no weights are configured; set "
+            f"{DEFAULT_MODELS_ENV}=DIR to use another folder, or configure the weights explicitly",
+            missing=err.missing,
+        ) from err
+
+
+def find_default_models(override: str | Path | None = None,
+                        version: str | None = None) -> tuple[Path | None, str | None]:
+    """(folder, None) when the default base model is complete, else (None, why not and how to fix),
+    for front ends that fall back to it and must explain an absent one in their own error."""
+    directory = default_models_dir(override)
+    try:
+        resolve_default_models(directory, version)
+    except ModelNotFoundError as err:
+        gaps = f"missing {', '.join(err.missing)}" if err.missing else str(err).rstrip(".")
+        return None, (f"no default base model: '{directory}' holds no complete model ({gaps}); put one there "
+                      f"(docs/base_model.md) or set {DEFAULT_MODELS_ENV}=DIR")
+    return directory, None
+
+
 def _official(lookup: _Lookup, version: str) -> ModelPaths:
     files = OFFICIAL_FILES[version]
     gpt = lookup.file(files.gpt)
@@ -224,7 +277,8 @@ def _optional_bert(lookup: _Lookup, name: str) -> Path | None:
 def _expected(paths: ModelPaths | None, version: str, looked: list[str], root: Path | None = None) -> str:
     """The `what` of the error: the files looked for, the other layout, and versions that are there."""
     if paths is not None and paths.layout == "native":
-        return f"our layout for a {version} SoVITS ({'; '.join(looked)}; optional {NATIVE_BERT}/)"
+        return (f"our layout for a {version} SoVITS ({'; '.join(looked)}; {NATIVE_HUBERT}/ is chinese-hubert-base "
+                f"or our content encoder; optional {NATIVE_BERT}/)")
     files = OFFICIAL_FILES[version]
     wanted = looked or [files.gpt, files.sovits, f"{OFFICIAL_HUBERT}/", *([files.sv] if files.sv else [])]
     text = (

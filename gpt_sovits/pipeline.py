@@ -21,7 +21,7 @@ from torch import Tensor
 from gpt_sovits.bundle import ModelBundle
 from gpt_sovits.engine import DecodeRequest, Decoder
 from gpt_sovits.errors import GSVError
-from gpt_sovits.fast import grow_chunk
+from gpt_sovits.fast import cpu_threads, grow_chunk, vocoder_threads
 from gpt_sovits.sampling import SamplingParams
 from gpt_sovits.sovits.streaming import ChunkedDecoder
 from gpt_sovits.text.frontend import Segment
@@ -265,16 +265,22 @@ class Synthesizer:
         # The GPT worker and this reader both poll it: once it says stop, neither asks again.
         should_stop = _StopLatch(should_stop) if should_stop is not None else None
 
+        gpt_running = threading.Event()  # set while a read-ahead worker decodes beside us
+
         def produce(stop: StopFn | None) -> Iterator[int | None]:
             """Every segment's tokens, one after another, each segment closed by None."""
-            for i, seg in enumerate(segs):
-                sampling = params.sampling(seed + i, self._token_cap(seg, params))
-                yield from self.decoder.stream(self._request(seg, voice), sampling, should_stop=stop)
-                yield None
-                if stop is not None and stop():
-                    return
+            try:
+                for i, seg in enumerate(segs):
+                    sampling = params.sampling(seed + i, self._token_cap(seg, params))
+                    yield from self.decoder.stream(self._request(seg, voice), sampling, should_stop=stop)
+                    yield None
+                    if stop is not None and stop():
+                        return
+            finally:
+                gpt_running.clear()
 
         if self.read_ahead:
+            gpt_running.set()
             feed = read_ahead(produce, params.chunk_tokens, should_stop)
         else:
             feed = produce(should_stop)
@@ -286,7 +292,7 @@ class Synthesizer:
                 last_segment = i == len(segs) - 1
                 tokens = _until_none(feed)
                 for samples, final in self._stream_segment(seg, tokens, params, seed + i, ge, should_stop,
-                                                           schedule):
+                                                           schedule, gpt_running):
                     # Chunks go out as soon as they exist; only the segment's flushed tail can be last.
                     yield AudioChunk(samples, sr, i, is_last=final and last_segment)
                 if should_stop is not None and should_stop():
@@ -296,11 +302,12 @@ class Synthesizer:
         finally:
             feed.close()  # stops and joins the GPT worker when the caller stops early
 
-    def _stream_segment(self, seg, tokens, params, seed, ge, should_stop,
-                        schedule: list[int]) -> Iterator[tuple[np.ndarray, bool]]:
+    def _stream_segment(self, seg, tokens, params, seed, ge, should_stop, schedule: list[int],
+                        gpt_running: threading.Event) -> Iterator[tuple[np.ndarray, bool]]:
         """Yields (audio, is_final) pairs; the final pair (possibly empty) ends the segment.
 
         `schedule[0]` is the size of the next chunk; it is read and left grown for the caller.
+        Each SoVITS decode takes the CPU threads the GPT worker leaves free (`vocoder_threads`).
         """
         text = torch.tensor(seg.phone_ids, dtype=torch.long, device=self.bundle.device)[None]
         chunker = ChunkedDecoder(
@@ -311,7 +318,8 @@ class Synthesizer:
         for token in tokens:
             buffer.append(token)
             if len(buffer) >= schedule[0]:
-                audio = chunker.push(buffer)
+                with cpu_threads(vocoder_threads(gpt_running.is_set())):
+                    audio = chunker.push(buffer)
                 buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)
                 if audio.size:
                     yield _peak_guard(audio), False
@@ -320,7 +328,9 @@ class Synthesizer:
         if not chunker.tokens and not buffer:
             yield np.zeros(0, dtype=np.float32), True  # the GPT stopped at once: nothing to say
             return
-        yield _peak_guard(chunker.flush(buffer)), True  # one decode for the rest and the tail
+        with cpu_threads(vocoder_threads(gpt_running.is_set())):
+            tail = chunker.flush(buffer)  # one decode for the rest and the tail
+        yield _peak_guard(tail), True
 
     def _silence(self, params: SynthesisParams) -> np.ndarray:
         return np.zeros(int(round(params.fragment_interval * self.bundle.sample_rate)), dtype=np.float32)

@@ -32,12 +32,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models and data (default: GSV_* environment, then built-in defaults)")
     g.add_argument("--data-dir", help="voice registry directory (default ./data)")
     g.add_argument("--models-dir", help="folder in the official GPT_SoVITS/pretrained_models layout, or ours "
-                                       "(gpt/sovits .safetensors + .json, hubert/, bert/)")
+                                       "(gpt/sovits .safetensors + .json, hubert/, bert/); default: the base "
+                                       "model in models/ (GSV_DEFAULT_MODELS_DIR) when complete")
     g.add_argument("--model-version", "--version", dest="model_version",
                    help="model set to take from --models-dir: v1, v2 (default), v2Pro, v2ProPlus")
     g.add_argument("--gpt", help="base GPT weights (.ckpt or .safetensors); overrides --models-dir")
     g.add_argument("--sovits", help="base SoVITS weights (.pth or .safetensors); overrides --models-dir")
-    g.add_argument("--hubert-dir", help="chinese-hubert-base directory (Hugging Face format)")
+    g.add_argument("--hubert-dir", help="chinese-hubert-base directory (Hugging Face format) or our content encoder")
     g.add_argument("--bert-dir", help="chinese-roberta-wwm-ext-large directory (Chinese text)")
     g.add_argument("--sv", dest="sv_path", help="ERes2NetV2 checkpoint (needed by v2Pro/v2ProPlus SoVITS)")
     g.add_argument("--device", help="torch device: cpu, cuda, cuda:1, ...")

@@ -19,17 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     weights = p.add_argument_group("weights (local paths; nothing is downloaded)")
     weights.add_argument("--gpt", help="GPT weights: official .ckpt or our .safetensors")
     weights.add_argument("--sovits", help="SoVITS weights: official .pth or our .safetensors")
-    weights.add_argument("--hubert", help="chinese-hubert-base directory (Hugging Face format)")
+    weights.add_argument("--hubert", help="chinese-hubert-base directory (Hugging Face format) or our content encoder")
     weights.add_argument("--bert", help="chinese-roberta-wwm-ext-large directory (needed for zh text)")
     weights.add_argument("--sv", help="ERes2NetV2 checkpoint (only for v2Pro/v2ProPlus SoVITS)")
     weights.add_argument(
         "--models-dir",
         help="one folder in the official GPT_SoVITS/pretrained_models layout (or ours: gpt/sovits .safetensors + "
-        ".json, hubert/, bert/) instead of --hubert/--bert/--sv; --gpt/--sovits then add fine-tuned weights on top",
+        ".json, hubert/, bert/) instead of --hubert/--bert/--sv; --gpt/--sovits then add fine-tuned weights on top. "
+        "Without any weight flag the default base model (models/base, or GSV_DEFAULT_MODELS_DIR) is used",
     )
     weights.add_argument(
         "--version", default=None, choices=["v1", "v2", "v2Pro", "v2ProPlus"],
-        help="which model set to take from --models-dir (default v2 for the official layout; Pro "
+        help="which model set to take from --models-dir or the default base model (default v2 for the official layout; Pro "
         "fine-tunes need v2Pro/v2ProPlus so the speaker-verification model is loaded)",
     )
     weights.add_argument("--random-tiny", action="store_true", help="use tiny random models instead")
@@ -53,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bundle(args: argparse.Namespace):
+    bundle = _load_bundle(args)
+    log.info("loaded %s", bundle.describe())
+    return bundle
+
+
+def _load_bundle(args: argparse.Namespace):
     from gpt_sovits.bundle import ModelBundle
     from gpt_sovits.errors import GSVError
 
@@ -60,21 +67,33 @@ def _bundle(args: argparse.Namespace):
         log.warning("using tiny random models: the output is noise, not speech")
         return ModelBundle.random_tiny(device=args.device)
     if args.models_dir:
-        return _bundle_from_models_dir(args)
+        return _bundle_from_models_dir(args, args.models_dir)
+    if not any((args.gpt, args.sovits, args.hubert, args.bert, args.sv)):
+        from gpt_sovits.models_dir import find_default_models
+
+        default, problem = find_default_models(version=args.version)
+        if default is None:
+            raise GSVError(
+                "no weights given: pass --gpt, --sovits and --hubert (local paths to the GPT, the SoVITS and "
+                "chinese-hubert-base or our content encoder), or --models-dir, or --random-tiny; " + str(problem),
+                code="model_not_found",
+            )
+        return _bundle_from_models_dir(args, default)
     if args.version:
-        raise GSVError("--version only applies to --models-dir", code="invalid_arguments")
+        raise GSVError("--version only applies to --models-dir or the default base model", code="invalid_arguments")
     missing = [flag for flag, value in (("--gpt", args.gpt), ("--sovits", args.sovits), ("--hubert", args.hubert)) if not value]
     if missing:
         raise GSVError(
             f"missing {', '.join(missing)}: give local paths to the GPT .ckpt, SoVITS .pth and the "
-            "chinese-hubert-base directory, or --models-dir with the official pretrained_models folder, "
-            "or --random-tiny",
+            "chinese-hubert-base directory (or our content encoder), or --models-dir with the official "
+            "pretrained_models folder, or --random-tiny",
             code="model_not_found",
         )
+    log.info("loading models from --gpt %s, --sovits %s, --hubert %s", args.gpt, args.sovits, args.hubert)
     return ModelBundle.from_paths(args.gpt, args.sovits, args.hubert, args.bert, device=args.device, sv_path=args.sv)
 
 
-def _bundle_from_models_dir(args: argparse.Namespace):
+def _bundle_from_models_dir(args: argparse.Namespace, directory: str | Path):
     from gpt_sovits.bundle import ModelBundle
     from gpt_sovits.errors import GSVError
 
@@ -85,7 +104,8 @@ def _bundle_from_models_dir(args: argparse.Namespace):
             "drop one or the other",
             code="invalid_arguments",
         )
-    bundle = ModelBundle.from_models_dir(args.models_dir, args.version, device=args.device)
+    log.info("loading models from '%s'%s", directory, "" if args.models_dir else " (the default base model)")
+    bundle = ModelBundle.from_models_dir(directory, args.version, device=args.device)
     return bundle.with_weights(args.gpt, args.sovits)
 
 

@@ -66,6 +66,8 @@ class AppState:
     voices: Any = None
     synthesis: SynthesisService | None = None
     sample_rate: int = 32000
+    model: str | None = None
+    """What is loaded, for /v1/info: origin and `ModelBundle.describe()` (no paths); None while loading."""
     loaded: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -98,15 +100,29 @@ def build_voice_service(settings: Settings, bundles: Any) -> Any:
 
 
 def load_bundle(settings: Settings) -> Any:
-    """The base `ModelBundle` the settings describe (tiny random models with `random_weights`).
+    """The base `ModelBundle` the settings describe (tiny random models with `random_weights`, the
+    default base model when nothing is configured); logs where the weights come from.
 
     Raises `ModelsMissingError` (code model_not_found) naming every missing weight.
     """
     from gpt_sovits.pipeline import ModelBundle
 
     if settings.random_weights:
-        return ModelBundle.random_tiny(device=settings.device)
-    return ModelBundle.from_paths(**settings.bundle_paths(), device=settings.device)
+        bundle = ModelBundle.random_tiny(device=settings.device)
+    else:
+        resolved = settings.complete_models()
+        files = ", ".join(f"{name}={path}" for name, path in resolved.fields.items() if path is not None)
+        log.info("loading models from %s (%s)", resolved.source, files)
+        bundle = ModelBundle.from_paths(**resolved.fields, device=settings.device)
+    log.info("loaded %s", bundle.describe())
+    return bundle
+
+
+def model_label(settings: Settings, bundle: Any, provided: bool = False) -> str:
+    """What /v1/info says is loaded: where from (no paths: the endpoint is public) and what it is."""
+    origin = "provided bundle" if provided else settings.resolve_models().label
+    describe = getattr(bundle, "describe", None)
+    return f"{origin}: {describe()}" if callable(describe) else origin
 
 
 def warmup_voice(bundle: Any) -> Any:
@@ -124,7 +140,9 @@ def _start_models(state: AppState, overrides: Overrides) -> None:
     s = state.settings
     try:
         bundle = overrides.bundle if overrides.bundle is not None else load_bundle(s)
-        factory = overrides.synthesizer_factory or PipelineSynthesizers(s.backend, s.finetune_pool_size + 1)
+        state.model = model_label(s, bundle, provided=overrides.bundle is not None)
+        factory = overrides.synthesizer_factory or PipelineSynthesizers(
+            s.backend, s.finetune_pool_size + 1, precision=s.precision, vocoder_precision=s.vocoder_precision)
         engine = InferenceEngine(
             bundle, factory,
             EngineConfig(workers=s.workers, queue_size=s.queue_size, bundle_pool_size=s.finetune_pool_size,
@@ -160,24 +178,31 @@ class PipelineSynthesizers:
 
     A `Synthesizer` is cheap (it only wires the bundle to a decoder), so one is made per job. The
     runtime backend is not cheap (ONNX export/sessions, TensorRT engines, prepared model copies),
-    so one is built per bundle and shared by all workers. "torch" on a CPU bundle uses the
-    bundle's own eager models: a prepared copy would only double the memory.
+    so one is built per bundle, warmed up (streaming window shapes included) and shared by all
+    workers. Only "torch" at fp32 with an fp32 vocoder on a CPU bundle runs the bundle's own eager
+    models: there a prepared copy would only double the memory and gain nothing.
     """
 
-    def __init__(self, backend: str, capacity: int = 3) -> None:
+    def __init__(self, backend: str, capacity: int = 3, *, precision: str = "auto",
+                 vocoder_precision: str = "auto") -> None:
         self.backend = backend
         self.capacity = max(1, capacity)
+        self.precision, self.vocoder_precision = precision, vocoder_precision
         self._backends: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def backend_for(self, bundle: Any) -> Any | None:
-        if self.backend == "torch" and bundle.device.type == "cpu":
+        if (self.backend == "torch" and bundle.device.type == "cpu" and self.precision == "fp32"
+                and self.vocoder_precision == "fp32"):
             return None
         with self._lock:  # built once per bundle even when several workers start together
             if bundle.name not in self._backends:
                 from serving.backends import make_backend
 
-                self._backends[bundle.name] = make_backend(self.backend, bundle)
+                backend = make_backend(self.backend, bundle, precision=self.precision,
+                                       vocoder_precision=self.vocoder_precision)
+                backend.warmup()
+                self._backends[bundle.name] = backend
                 while len(self._backends) > self.capacity:  # as bounded as the bundle pool
                     self._backends.popitem(last=False)
             self._backends.move_to_end(bundle.name)

@@ -112,6 +112,8 @@ class ServerInfo(BaseModel):
     """GET /v1/info: what the web page and clients need to know about this server."""
 
     random_weights: bool
+    model: str | None = None
+    """Which base model is loaded (where from, SoVITS version, content encoder); null while loading."""
     sample_rate: int
     formats: list[str]
     stream_formats: list[str]

@@ -10,7 +10,9 @@ file in the working directory, then the defaults below. List fields accept JSON
 Model weights are never downloaded: point at one `models_dir` (the official GPT-SoVITS
 `pretrained_models` folder or our layout, resolved by `gpt_sovits.models_dir` for `model_version`),
 and/or at each file/directory (explicit paths override single pieces of `models_dir`), or run with
-`random_weights` (tiny random models, for tests and demos). `resolve_models()` gives the
+`random_weights` (tiny random models, for tests and demos). With none of these, the default base
+model (`models/base/` of the repository, or `default_models_dir`) is used when it is complete.
+`resolve_models()` gives the
 `ModelBundle.from_paths` arguments; `describe_missing_models()` turns a bad configuration into one
 message that says exactly what is missing and how to provide it.
 """
@@ -54,7 +56,8 @@ class ModelSetting:
 MODEL_SETTINGS: dict[str, ModelSetting] = {m.name: m for m in (
     ModelSetting("gpt", "GPT (text-to-semantic) weights", "--gpt", "file"),
     ModelSetting("sovits", "SoVITS weights", "--sovits", "file"),
-    ModelSetting("hubert_dir", "HuBERT directory (chinese-hubert-base)", "--hubert-dir", "hf_dir"),
+    ModelSetting("hubert_dir", "HuBERT directory (chinese-hubert-base, or our content encoder)", "--hubert-dir",
+                 "hf_dir"),
     ModelSetting("bert_dir", "BERT directory (chinese-roberta-wwm-ext-large)", "--bert-dir", "hf_dir_tokenizer"),
     ModelSetting("sv_path", "ERes2NetV2 speaker-verification weights", "--sv", "file"),
 )}
@@ -87,6 +90,23 @@ class ResolvedModels:
     """The GPT-SoVITS version the paths are for, when known (models_dir or `model_version`)."""
     missing: list[MissingModel]
     """Everything that stops loading; empty when the fields are complete."""
+    origin: Literal["random", "default", "models_dir", "paths"] = "paths"
+    """Where the weights come from: random weights, the default base model, `models_dir`, or explicit paths only."""
+    directory: Path | None = None
+    """The models directory used (`models_dir` or the default base model), if any."""
+    default_problem: str | None = None
+    """Why the default base model was not used when nothing else was configured (shown with the error)."""
+
+    @property
+    def label(self) -> str:
+        """Where the weights come from, without paths (public server info)."""
+        return {"random": "tiny random weights (noise)", "default": "default base model",
+                "models_dir": "models directory", "paths": "configured weight files"}[self.origin]
+
+    @property
+    def source(self) -> str:
+        """For logs: `label` plus the directory, if any."""
+        return f"{self.label} '{self.directory}'" if self.directory is not None else self.label
 
 
 class Settings(BaseSettings):
@@ -115,15 +135,23 @@ class Settings(BaseSettings):
     sovits: Path | None = None
     """SoVITS (semantic-to-audio) weights: official `.pth` or our `.safetensors`; overrides `models_dir`."""
     hubert_dir: Path | None = None
-    """Hugging Face directory of chinese-hubert-base (config.json + weights); overrides `models_dir`."""
+    """chinese-hubert-base (Hugging Face folder) or our content encoder folder; overrides `models_dir`."""
     bert_dir: Path | None = None
     """Hugging Face directory of chinese-roberta-wwm-ext-large; optional, used for Chinese text."""
     random_weights: bool = False
     """Use tiny random models instead of real weights (tests, demos); output is noise."""
+    default_models_dir: Path | None = None
+    """Default base model used when no weights are configured (default: models/base of the repository)."""
     device: str = "cpu"
     """Torch device for the models: "cpu", "cuda", "cuda:1", ..."""
     backend: Literal["torch", "onnx", "tensorrt"] = "torch"
     """Runtime for the GPT step and SoVITS decode."""
+    precision: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    """GPT/SoVITS precision of the backend: auto = fp16 on CUDA, fp32 on CPU; int8 = dynamic INT8
+    GPT on CPU (fastest there, see README's benchmark)."""
+    vocoder_precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """HiFi-GAN generator precision (torch backend): auto = bf16 on CPUs with native BF16
+    instructions, otherwise the SoVITS precision."""
 
     # -------------------------------------------------------------------------------- HTTP
     host: str = "127.0.0.1"
@@ -242,13 +270,21 @@ class Settings(BaseSettings):
         With `random_weights` nothing is needed and nothing is resolved.
         """
         if self.random_weights:
-            return ResolvedModels({}, None, [])
+            return ResolvedModels({}, None, [], "random")
         explicit = {n: getattr(self, n) for n in MODEL_SETTINGS if getattr(self, n) is not None}
         fields: dict[str, Path | None] = dict.fromkeys(MODEL_SETTINGS)
         version, missing = self.model_version, []
-        if self.models_dir is not None:
-            from_dir, version, missing = _from_models_dir(self.models_dir, self.model_version, set(explicit))
+        directory, origin, default_problem = self.models_dir, "models_dir", None
+        if directory is None and not explicit.keys() & set(_ALWAYS_NEEDED):
+            from gpt_sovits.models_dir import find_default_models
+
+            directory, default_problem = find_default_models(self.default_models_dir, self.model_version)
+            origin = "default"
+        if directory is not None:
+            from_dir, version, missing = _from_models_dir(directory, self.model_version, set(explicit))
             fields.update(from_dir)
+        else:
+            origin = "paths"
         fields.update(explicit)
         for name, path in explicit.items():
             problem = _path_problem(path, MODEL_SETTINGS[name].kind)
@@ -261,14 +297,18 @@ class Settings(BaseSettings):
         sv_missing = fields["sv_path"] is None and not reported & {"sv_path", "models_dir"}
         if sv_missing and _needs_sv(fields["sovits"], version):
             missing.append(_missing("sv_path", None, "the SoVITS is a v2Pro/v2ProPlus model, which needs it"))
-        return ResolvedModels(fields, version, missing)
+        return ResolvedModels(fields, version, missing, origin, directory, default_problem)
 
-    def bundle_paths(self) -> dict[str, Path | None]:
-        """`ModelBundle.from_paths(**paths)` arguments; `ModelsMissingError` when incomplete."""
+    def complete_models(self) -> ResolvedModels:
+        """`resolve_models()`, or `ModelsMissingError` (one message, every gap) when incomplete."""
         resolved = self.resolve_models()
         if resolved.missing:
             raise ModelsMissingError(_describe(resolved))
-        return resolved.fields
+        return resolved
+
+    def bundle_paths(self) -> dict[str, Path | None]:
+        """`ModelBundle.from_paths(**paths)` arguments; `ModelsMissingError` when incomplete."""
+        return self.complete_models().fields
 
     def missing_models(self) -> list[MissingModel]:
         """Every weight that is configured but unusable, or needed but not configured."""
@@ -288,8 +328,12 @@ def _describe(resolved: ResolvedModels) -> str:
     for item in resolved.missing:
         where = f" at '{item.path}'" if item.path is not None else ""
         lines.append(f"  - {item.what}{where}: {item.how}.")
+    if resolved.default_problem:
+        lines.append(f"Also {resolved.default_problem}.")
     lines.append(_layout_help(resolved.version))
     return "\n".join(lines)
+
+
 
 # ------------------------------------------------------------------ model path resolution
 
@@ -393,7 +437,9 @@ def _layout_help(version: str | None) -> str:
         f"--model-version / GSV_MODEL_VERSION picks one of {', '.join(VERSIONS)}) or ours "
         f"({' + '.join(NATIVE_GPT)}, {' + '.join(NATIVE_SOVITS)}, {NATIVE_HUBERT}/, optional {NATIVE_BERT}/, "
         f"{NATIVE_SV} for Pro models); or give each path with --gpt, --sovits, --hubert-dir, --bert-dir, --sv "
-        "(these also override single files of --models-dir). To try the service without weights, pass "
+        "(these also override single files of --models-dir). With none of them, the default base model "
+        "(models/base of the repository, or GSV_DEFAULT_MODELS_DIR) is used when complete. To try the "
+        "service without weights, pass "
         "--random-weights (GSV_RANDOM_WEIGHTS=1): tiny random models that produce noise."
     )
 

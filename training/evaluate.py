@@ -500,31 +500,12 @@ def load_bundle(gpt: Path, sovits: Path, content_dir: Path, bert_dir: Path | Non
                 device: str = "cpu") -> "ModelBundle":
     """Base bundle from local files; `content_dir` is chinese-hubert-base or our content encoder.
 
-    Our encoder goes through the same assembly as `ModelBundle.from_paths`, which only knows
-    HuBERT directories; the SoVITS config says which encoder it was trained on, and a mismatch
-    is an error because its semantic codebook would then read foreign features.
+    `ModelBundle.from_paths` opens either kind and refuses (`ModelConfigError`, code
+    model_mismatch) an encoder other than the one the SoVITS config names.
     """
-    from gpt_sovits.bundle import ModelBundle, _weights_name
-    from training.content_encoder import ContentFeatureExtractor, is_content_encoder_dir
+    from gpt_sovits.bundle import ModelBundle
 
-    if not is_content_encoder_dir(content_dir):
-        return ModelBundle.from_paths(gpt, sovits, content_dir, bert_dir, device=device)
-    from gpt_sovits.checkpoint import load_gpt, load_sovits
-    from gpt_sovits.errors import ModelNotFoundError
-    from gpt_sovits.features import BertFeatureExtractor
-
-    for path, what in ((gpt, "GPT weights"), (sovits, "SoVITS weights")):
-        if not Path(path).is_file():
-            raise ModelNotFoundError(path, what)
-    gpt_model, gpt_cfg = load_gpt(gpt)
-    sovits_model, sovits_cfg = load_sovits(sovits)
-    ssl = ContentFeatureExtractor.from_pretrained(content_dir)
-    if sovits_cfg.content_encoder != ssl.name:
-        raise EvalError(f"The SoVITS was trained on content encoder '{sovits_cfg.content_encoder}' but "
-                        f"'{content_dir}' holds '{ssl.name}': pass the encoder the SoVITS was trained with.")
-    bert = BertFeatureExtractor.from_pretrained(bert_dir) if bert_dir else None
-    return ModelBundle._assemble(gpt_model, gpt_cfg, sovits_model, sovits_cfg, ssl, bert, device,
-                                 _weights_name(gpt, sovits))
+    return ModelBundle.from_paths(gpt, sovits, content_dir, bert_dir, device=device)
 
 
 def run_eval(voices: list[EvalVoice], systems: list[System], judge: SimilarityJudge, recognizer: Recognizer | None,

@@ -58,6 +58,12 @@ DEFAULT_LOOKAHEAD = 4
 """Trailing tokens held back until the next push (decoded then with right context)."""
 DEFAULT_FADE_MS = 20.0
 """Cross-fade length at each join."""
+DEFAULT_WINDOW_BUCKET = 8
+"""Decoded windows after the first are widened to the left (more context) to a multiple of this
+many tokens. CPU convolutions build a kernel per input length the first time they see it (v2
+HiFi-GAN, one thread: +50-150 ms on the decode that meets a new length), so a stream that met a
+new length at every flush paid that at random; with buckets the lengths form a small set that
+`warm-up` can visit once."""
 
 
 class ChunkedDecoder:
@@ -71,10 +77,10 @@ class ChunkedDecoder:
         self, model: SynthesizerTrn, ge: Tensor, phones: Tensor, noise_scale: float = 0.5,
         speed: float = 1.0, generator: torch.Generator | None = None, *,
         left_context: int = DEFAULT_LEFT_CONTEXT, lookahead: int = DEFAULT_LOOKAHEAD,
-        fade_ms: float = DEFAULT_FADE_MS,
+        fade_ms: float = DEFAULT_FADE_MS, window_bucket: int = DEFAULT_WINDOW_BUCKET,
     ) -> None:
-        if left_context < 0 or lookahead < 0 or fade_ms < 0:
-            raise SoVITSInputError("left_context, lookahead and fade_ms must be >= 0")
+        if left_context < 0 or lookahead < 0 or fade_ms < 0 or window_bucket < 1:
+            raise SoVITSInputError("left_context, lookahead and fade_ms must be >= 0, window_bucket >= 1")
         if not speed > 0:
             raise SoVITSInputError(f"speed must be positive; got {speed}")
         self.model = model
@@ -85,6 +91,7 @@ class ChunkedDecoder:
         self.generator = generator
         self.left_context = left_context
         self.lookahead = lookahead
+        self.window_bucket = window_bucket
         self.samples_per_token = model.cfg.samples_per_token / speed
         fade = int(round(model.cfg.sampling_rate * fade_ms / 1000.0))
         # The fade re-uses decoded context audio, so it cannot be longer than the context.
@@ -145,8 +152,16 @@ class ChunkedDecoder:
                                   self.noise_scale, self.speed, self.generator)
         return audio[0, 0].float().cpu().numpy()
 
+    def _window_start(self) -> int:
+        """First token of the next decoded window: `left_context` before the boundary, widened
+        to the left until the window length is a multiple of `window_bucket` (if there is room)."""
+        start = max(0, self._boundary - self.left_context)
+        if start > 0:
+            start = max(0, start - (start - len(self._tokens)) % self.window_bucket)
+        return start
+
     def _render(self, until: int, final: bool) -> np.ndarray:
-        ctx_start = max(0, self._boundary - self.left_context)
+        ctx_start = self._window_start()
         audio = self._decode_window(ctx_start)
         base = self._position(ctx_start)
         end = self._total_samples() if final else self._position(until)

@@ -25,7 +25,7 @@ from torch import Tensor
 from gpt_sovits.config import GPTConfig, SoVITSConfig
 from gpt_sovits.engine import DecodeRequest
 from gpt_sovits.errors import GSVError
-from gpt_sovits.fast import FastDecoder, T2SState
+from gpt_sovits.fast import FastDecoder, T2SState, stream_window_lengths
 from gpt_sovits.sampling import SamplingParams
 
 
@@ -106,6 +106,19 @@ class Backend(ABC):
         ge = torch.zeros(1, self.sovits_config.gin_channels, 1, device=self.device)
         phones = torch.zeros(1, 4, dtype=torch.long, device=self.device)
         self.decode_chunk(torch.tensor(codes, device=self.device).view(1, 1, -1), phones, ge, 0.0)
+        self.warm_stream_windows(ge, phones)
+
+    def warm_stream_windows(self, ge: Tensor, phones: Tensor) -> list[int]:
+        """Decode once at every window length the default streaming schedule uses (see
+        `stream_window_lengths`): on CPU the first decode at a new length builds its convolution
+        kernels, which would otherwise land on a listener's chunk. Returns the lengths."""
+        from gpt_sovits.pipeline import SynthesisParams
+
+        defaults = SynthesisParams()
+        lengths = stream_window_lengths(self.sovits_config, defaults.first_chunk_tokens, defaults.chunk_tokens)
+        for n in lengths:
+            self.decode_chunk(torch.zeros(1, 1, n, dtype=torch.long, device=self.device), phones, ge, 0.0)
+        return lengths
 
 
 class ChunkVocoder:

@@ -10,7 +10,8 @@ Set-up (stated in every report's `meta`):
   exactly round(tokens_per_phone * target phones) tokens (min = max); runs are comparable;
 - texts: fixed zh / en / mixed, short and long; `Synthesizer.stream` with default chunking.
 
-Per (size, backend, precision, concurrency): time to first audio chunk p50/p95, RTF (wall time /
+Per (size, backend, precision, concurrency): time to first audio chunk p50/p95, playback stall
+(time a listener who starts at the first chunk waits for later chunks: p50 and max), RTF (wall time /
 seconds of speech, inserted pauses excluded) p50/mean, GPT tokens/s per stream (prefill included)
 and prefill time p50, SoVITS seconds of audio per second of decode (raw: every decoded window,
 left context and lookahead included; net: delivered speech only), peak RSS (and CUDA memory).
@@ -179,6 +180,7 @@ class _Stats:
     sovits_s: float = 0.0
     sovits_samples: int = 0
     ttfc_s: list[float] = field(default_factory=list)
+    stall_s: list[float] = field(default_factory=list)
     rtf: list[float] = field(default_factory=list)
     speech_s: float = 0.0
     by_lang: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -223,20 +225,46 @@ class PeakMemory:
 
 
 # ------------------------------------------------------------------------------ running
+class PlaybackClock:
+    """A listener that starts playing at the first chunk and plays chunks back to back.
+
+    `stall_s` sums the time it waits mid-stream because the next chunk is not there yet (an
+    audible gap); zero means the stream stayed ahead of playback the whole way.
+    """
+
+    def __init__(self) -> None:
+        self.play_end: float | None = None
+        self.stall_s = 0.0
+
+    def arrive(self, now: float, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if self.play_end is None:
+            self.play_end = now + seconds
+            return
+        self.stall_s += max(0.0, now - self.play_end)
+        self.play_end = max(self.play_end, now) + seconds
+
+
 def _one_stream(synth: Any, voice: Any, text: BenchText, stats: _Stats, seed: int) -> None:
     from gpt_sovits.pipeline import SynthesisParams
 
     params = SynthesisParams(text_lang=text.lang, seed=seed)
+    sr = synth.bundle.sample_rate
     start = time.perf_counter()
     first, speech = None, 0
+    clock = PlaybackClock()
     for chunk in synth.stream(text.text, voice, params):
+        now = time.perf_counter() - start
+        clock.arrive(now, chunk.samples.size / sr)
         if chunk.meta.get("silence"):
             continue
         if first is None and chunk.samples.size:
-            first = time.perf_counter() - start
+            first = now
         speech += chunk.samples.size
     wall = time.perf_counter() - start
-    seconds = speech / synth.bundle.sample_rate
+    seconds = speech / sr
+    stats.stall_s.append(clock.stall_s)
     stats.ttfc_s.append(first if first is not None else wall)
     stats.rtf.append(wall / seconds if seconds else float("nan"))
     stats.speech_s += seconds
@@ -282,6 +310,7 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
     ttfc = [x for s in stats for x in s.ttfc_s]
     rtf = [x for s in stats for x in s.rtf]
     prefill = [x for s in stats for x in s.prefill_s]
+    stall = [x for s in stats for x in s.stall_s]
     tokens, gpt_s = sum(s.tokens for s in stats), sum(s.gpt_s for s in stats)
     speech = sum(s.speech_s for s in stats)
     sov_audio, sov_s = sum(s.sovits_samples for s in stats) / sr, sum(s.sovits_s for s in stats)
@@ -294,6 +323,8 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
         "requests": len(ttfc),
         "ttfc_p50_ms": round(1000 * _pct(ttfc, 0.5), 1),
         "ttfc_p95_ms": round(1000 * _pct(ttfc, 0.95), 1),
+        "stall_p50_ms": round(1000 * _pct(stall, 0.5), 1),
+        "stall_max_ms": round(1000 * max(stall), 1) if stall else None,
         "rtf_p50": round(_pct(rtf, 0.5), 3),
         "rtf_mean": round(statistics.fmean(rtf), 3) if rtf else None,
         "gpt_tokens_per_s": round(tokens / gpt_s, 1) if gpt_s else None,
@@ -379,9 +410,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
 
 
 COLUMNS = (("size", 5), ("backend", 8), ("precision", 9), ("concurrency", 4), ("ttfc_p50_ms", 9),
-           ("ttfc_p95_ms", 9), ("rtf_p50", 7), ("gpt_tokens_per_s", 8), ("prefill_p50_ms", 9),
+           ("ttfc_p95_ms", 9), ("stall_max_ms", 9), ("rtf_p50", 7), ("gpt_tokens_per_s", 8), ("prefill_p50_ms", 9),
            ("sovits_audio_s_per_s", 8), ("sovits_net_audio_s_per_s", 8), ("peak_rss_mb", 8))
-HEADERS = ("size", "backend", "precision", "conc", "ttfc p50", "ttfc p95", "RTF p50", "GPT tok/s",
+HEADERS = ("size", "backend", "precision", "conc", "ttfc p50", "ttfc p95", "stall max", "RTF p50", "GPT tok/s",
            "prefill ms", "SoVITS x", "SoV net", "RSS MB")
 
 

@@ -45,7 +45,7 @@ async def metrics(state: State) -> Response:
 @router.get("/v1/info", response_model=ServerInfo, summary="What this server can do")
 async def info(state: State) -> ServerInfo:
     return ServerInfo(
-        random_weights=state.random_weights, sample_rate=state.sample_rate,
+        random_weights=state.random_weights, model=state.model, sample_rate=state.sample_rate,
         formats=sorted(supported_formats()), stream_formats=sorted(STREAMABLE_FORMATS),
         auth_required=state.auth.enabled, max_text_chars=state.settings.max_text_chars,
         languages=list(typing.get_args(Language)),

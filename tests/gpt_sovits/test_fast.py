@@ -234,3 +234,20 @@ def test_cuda_graph_step_matches_eager_on_gpu(model: T2SModel, cfg: GPTConfig) -
     assert graph.graph is not None
     assert list(decode_tokens(graph, req, params, sync_every=4)) == expected
     assert graph.graph.graph is not None  # captured
+
+
+def test_cpu_threads_limits_only_inside_and_restores():
+    from gpt_sovits.fast import CPU_STEP_THREADS, cpu_threads, vocoder_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with cpu_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with cpu_threads(0):  # 0: unchanged
+            assert torch.get_num_threads() == 2
+        assert vocoder_threads(gpt_running=False) == 2
+        assert vocoder_threads(gpt_running=True) == max(1, 2 - CPU_STEP_THREADS)
+    finally:
+        torch.set_num_threads(before)

@@ -249,3 +249,28 @@ def test_fine_tuned_weights_swap_in_and_corrupt_files_are_refused(tmp_path, bund
     (tmp_path / "broken.json").write_text((tmp_path / "gpt.json").read_text())
     with pytest.raises(CheckpointError):
         bundle.with_weights(gpt=broken)
+
+
+def test_streaming_vocoder_leaves_the_gpt_its_core(bundle, voice):
+    """While the read-ahead GPT decodes, SoVITS runs on the cores it leaves free; after, on all."""
+    from gpt_sovits.fast import CPU_STEP_THREADS
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        synth = Synthesizer(bundle, read_ahead=True)
+        threads: list[int] = []
+        original = synth.vocoder.decode
+
+        def spy(*args, **kwargs):
+            threads.append(torch.get_num_threads())
+            return original(*args, **kwargs)
+
+        synth.vocoder.decode = spy  # type: ignore[method-assign]
+        params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 4})
+        list(synth.stream(TEXT, voice, params))
+        assert threads[-1] == 2  # the last flush runs after the GPT finished
+        assert set(threads) <= {2, max(1, 2 - CPU_STEP_THREADS)}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -226,10 +226,24 @@ def test_pipeline_synthesizers_build_one_backend_per_bundle(monkeypatch, tiny_bu
     import serving.backends
     from serving.app import PipelineSynthesizers
 
-    assert PipelineSynthesizers("torch").backend_for(tiny_bundle) is None  # CPU: the eager models
+    # CPU at fp32 everywhere: the bundle's eager models, no prepared copy.
+    assert PipelineSynthesizers("torch", precision="fp32", vocoder_precision="fp32").backend_for(tiny_bundle) is None
     built: list[str] = []
-    monkeypatch.setattr(serving.backends, "make_backend",
-                        lambda name, bundle: built.append(bundle.name) or object())
+
+    class Built:
+        warmed = 0
+
+        def warmup(self) -> None:
+            self.warmed += 1
+
+    def make(name, bundle, **kwargs):
+        built.append(bundle.name)
+        return Built()
+
+    monkeypatch.setattr(serving.backends, "make_backend", make)
+    fast = PipelineSynthesizers("torch", precision="int8").backend_for(tiny_bundle)
+    assert isinstance(fast, Built) and fast.warmed == 1  # any other precision: a warmed fast backend
+    built.clear()
     factory = PipelineSynthesizers("onnx", capacity=1)
     first = factory.backend_for(tiny_bundle)
     assert factory.backend_for(tiny_bundle) is first and built == [tiny_bundle.name]

@@ -182,3 +182,20 @@ def test_seen_map_marks_heldout_and_trained_voices(tmp_path: Path) -> None:
     seen = _seen_map(tmp_path, ["en_allison", "fr_june", "en_joe"])
     assert seen == {"en_allison": "held-out", "fr_june": "seen", "en_joe": "unseen"}
     assert _seen_map(None, ["en_allison"]) == {}
+
+
+def test_load_bundle_opens_our_encoder_through_the_core_loader(tiny_base_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from gpt_sovits.bundle import ModelConfigError
+    from training.content_encoder import ContentFeatureExtractor
+    from training.evaluate import load_bundle
+
+    bundle = load_bundle(tiny_base_dir / "gpt.safetensors", tiny_base_dir / "sovits.safetensors",
+                         tiny_base_dir / "hubert")
+    assert isinstance(bundle.ssl, ContentFeatureExtractor) and bundle.ssl.name == "tiny-content"
+    other = Path(shutil.copytree(tiny_base_dir / "hubert", tmp_path / "enc"))
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "name": "someone-else"}))
+    with pytest.raises(ModelConfigError, match="someone-else"):
+        load_bundle(tiny_base_dir / "gpt.safetensors", tiny_base_dir / "sovits.safetensors", other)

@@ -93,10 +93,53 @@ def test_each_push_decodes_only_a_bounded_window(monkeypatch: pytest.MonkeyPatch
         return original(codes_, *args, **kwargs)
 
     monkeypatch.setattr(model, "decode", spy)
-    dec = ChunkedDecoder(model, ge, phones, noise_scale=0.0, left_context=10, lookahead=3)
+    dec = ChunkedDecoder(model, ge, phones, noise_scale=0.0, left_context=10, lookahead=3, window_bucket=1)
     stream_decode(dec, codes, [6])
     assert max(windows) <= 10 + 6 + 3
     assert len(windows) == TOKENS // 6 + 1  # one per push, one in flush for the lookahead
+
+
+def test_windows_after_the_first_are_widened_to_the_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(n_layers=1)  # local model: more left context must not change the audio
+    codes, phones, ge = _case(model, tokens=61)
+    windows: list[int] = []
+    original = model.decode
+
+    def spy(codes_: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        windows.append(codes_.shape[-1])
+        return original(codes_, *args, **kwargs)
+
+    monkeypatch.setattr(model, "decode", spy)
+    plain = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=1), codes, [5, 7])
+    plain_windows, windows[:] = list(windows), []
+    bucketed = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=8), codes, [5, 7])
+    # Windows that start at token 0 cannot widen; every other one becomes a multiple of 8, at
+    # most 7 tokens wider than without buckets.
+    assert windows[0] == plain_windows[0] == 5
+    assert len(windows) == len(plain_windows)
+    assert all(w == p or (w % 8 == 0 and 0 < w - p < 8) for w, p in zip(windows, plain_windows))
+    assert sum(w != p for w, p in zip(windows, plain_windows)) >= 3
+    assert len(bucketed) == len(plain) == len(_oneshot(model, codes, phones, ge))
+    assert relative_l2(bucketed, plain) < 1e-3
+
+
+def test_stream_window_lengths_lists_what_streams_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpt_sovits.fast import grow_chunk, stream_window_lengths
+
+    model = _model()
+    warm = set(stream_window_lengths(model.cfg, first_chunk=4, chunk_cap=16))
+    seen: list[int] = []
+    original = model.decode
+    monkeypatch.setattr(model, "decode", lambda c, *a, **k: seen.append(c.shape[-1]) or original(c, *a, **k))
+    for total in (9, 37, 61, 90):  # streams of several lengths in the same schedule
+        codes, phones, ge = _case(model, tokens=total)
+        dec, size, pushed = ChunkedDecoder(model, ge, phones, noise_scale=0.0), 4, 0
+        while pushed + size <= total:
+            dec.push(codes[pushed:pushed + size])
+            pushed, size = pushed + size, grow_chunk(size, 16)
+        dec.flush(codes[pushed:])
+    assert set(seen) <= warm
+    assert len(warm) < 30  # a small set, cheap to warm up
 
 
 def test_push_and_flush_protocol() -> None:

@@ -80,3 +80,17 @@ def test_openmp_waits_are_made_passive_only_before_torch_and_never_over_the_user
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     bench_cmds.quiet_openmp_waits()  # torch is loaded in this process: too late, leave it alone
     assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_playback_clock_counts_only_waits_after_the_first_chunk():
+    from serving.backends.bench import PlaybackClock
+
+    clock = PlaybackClock()
+    clock.arrive(0.5, 0.2)   # playing 0.5 -> 0.7: the first chunk's own latency is not a stall
+    clock.arrive(0.6, 0.3)   # early: queued, plays 0.7 -> 1.0
+    assert clock.stall_s == 0.0
+    clock.arrive(1.25, 0.1)  # 0.25 s of silence before it plays 1.25 -> 1.35
+    clock.arrive(1.3, 0.0)   # empty chunks change nothing
+    clock.arrive(1.5, 0.1)   # another 0.15 s gap
+    assert abs(clock.stall_s - 0.40) < 1e-9
+    assert abs(clock.play_end - 1.6) < 1e-9
