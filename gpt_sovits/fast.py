@@ -215,31 +215,34 @@ class _WindowRecorder:
         return torch.zeros(1, 1, codes.shape[-1] * self.cfg.samples_per_token)
 
 
-def stream_window_lengths(sovits_cfg: Any, first_chunk: int, chunk_cap: int, max_tokens: int = 120) -> list[int]:
+def stream_window_lengths(sovits_cfg: Any, first_chunk: int, chunk_cap: int, max_tokens: int = 120,
+                          first_lookahead: int | None = None) -> list[int]:
     """Token counts of the SoVITS windows that streams decode with the default `ChunkedDecoder`
     settings, for warm-up: a segment pushed in the `grow_chunk` schedule from `first_chunk` (the
     first segment) or from `chunk_cap` (later ones), flushed after every total up to `max_tokens`;
     windows that start at token 0 are only listed when the schedule itself produces them (a short
     segment's single flush can have any length)."""
-    key = (sovits_cfg.samples_per_token, sovits_cfg.sampling_rate, first_chunk, chunk_cap, max_tokens)
+    key = (sovits_cfg.samples_per_token, sovits_cfg.sampling_rate, first_chunk, chunk_cap, max_tokens,
+           first_lookahead)
     return list(_window_lengths(*key))
 
 
 @functools.lru_cache(maxsize=8)
 def _window_lengths(samples_per_token: int, sampling_rate: int, first_chunk: int, chunk_cap: int,
-                    max_tokens: int) -> tuple[int, ...]:
+                    max_tokens: int, first_lookahead: int | None) -> tuple[int, ...]:
     from types import SimpleNamespace
 
     from gpt_sovits.sovits.streaming import ChunkedDecoder
 
     recorder = _WindowRecorder(SimpleNamespace(samples_per_token=samples_per_token, sampling_rate=sampling_rate))
     ge, phones = torch.zeros(1, 1, 1), torch.zeros(1, 1, dtype=torch.long)
-    for start in (first_chunk, chunk_cap):
+    for start, lookahead in ((first_chunk, first_lookahead), (chunk_cap, None)):
         for total in range(1, max_tokens + 1):
-            dec, size, pushed = ChunkedDecoder(recorder, ge, phones, noise_scale=0.0), start, 0
+            dec = ChunkedDecoder(recorder, ge, phones, noise_scale=0.0, first_lookahead=lookahead)
+            size, pushed = start + (lookahead or 0), 0  # the pipeline's first push adds its lookahead
             while pushed + size <= total:
                 dec.push([0] * size)
-                pushed, size = pushed + size, grow_chunk(size, chunk_cap)
+                pushed, size = pushed + size, grow_chunk(size if pushed else start, chunk_cap)
             if total - pushed < total:  # a flush after pushes: its window follows the buckets
                 dec.flush([0] * (total - pushed))
     return tuple(sorted(recorder.lengths))
@@ -283,6 +286,7 @@ class _RowLoop:
         self.state, self.logits, self.eos = state, logits, backend.eos
         self.max_new, self.sync_every = params.max_new_tokens, sync_every
         self.produced, self.done = 0, False
+        self._pending: Tensor | None = None  # the block's last token, fed at the next block
         with torch.inference_mode():
             self.sampler = RowSampler([params], backend.eos, dev)
             self.seen = torch.zeros(1, backend.vocab_size, dtype=torch.bool, device=dev)
@@ -293,6 +297,10 @@ class _RowLoop:
 
     @torch.inference_mode()
     def _steps(self, n: int) -> list[list[int]]:
+        # The block's last token is fed to the model at the start of the next block, not before
+        # this block's read: the caller gets its tokens one model step sooner (first audio too).
+        if self._pending is not None:
+            self.logits, self._pending = self.state.step(self._pending), None
         for j in range(n):
             step = self.produced + j
             tok, argmax_eos = self.sampler(self.logits, self.seen, step)
@@ -300,7 +308,10 @@ class _RowLoop:
             self.stops[j] = (tok[0] == self.eos) | argmax_eos[0]
             self.seen.scatter_(1, tok.view(1, 1), True)
             if step + 1 < self.max_new:
-                self.logits = self.state.step(tok)
+                if j + 1 < n:
+                    self.logits = self.state.step(tok)
+                else:
+                    self._pending = tok
         return torch.stack([self.tokens[:n], self.stops[:n].long()]).tolist()  # the one sync
 
     def run_block(self) -> list[int]:

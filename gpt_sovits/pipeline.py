@@ -60,8 +60,14 @@ class SynthesisParams:
     """Hard cap on GPT tokens per segment (1500 = 60 s)."""
     max_tokens_per_phone: float = 8.0
     """Runaway guard: at most this many 40 ms tokens per target phone (+25); 0 disables."""
-    first_chunk_tokens: int = 8
-    """Streaming: tokens in the first audio chunk (8 tokens = 320 ms of audio)."""
+    first_chunk_tokens: int = 4
+    """Streaming: tokens of audio in the first chunk (4 tokens = 160 ms). Smaller gets the first
+    audio out sooner; larger gives the next chunks more time (fewer playback stalls on a slow
+    CPU; see the README benchmark)."""
+    first_lookahead_tokens: int = 2
+    """Streaming: tokens decoded after the first chunk's end only as right context, so the first
+    chunk waits for first_chunk_tokens + this many GPT tokens; later chunks use
+    `sovits.streaming.DEFAULT_LOOKAHEAD` (4). Less trades latency for a less exact first join."""
     chunk_tokens: int = 48
     """Streaming: the most tokens in one chunk; chunks double from `first_chunk_tokens` up to it
     (larger chunks re-decode less SoVITS context: 16 context+lookahead tokens per chunk)."""
@@ -73,6 +79,7 @@ class SynthesisParams:
             (0.0 <= self.fragment_interval <= 5.0, "fragment_interval must be in [0, 5] s"),
             (1 <= self.max_new_tokens <= 1500, "max_new_tokens must be in [1, 1500]"),
             (1 <= self.first_chunk_tokens <= 200, "first_chunk_tokens must be in [1, 200]"),
+            (0 <= self.first_lookahead_tokens <= 16, "first_lookahead_tokens must be in [0, 16]"),
             (1 <= self.chunk_tokens <= 400, "chunk_tokens must be in [1, 400]"),
             (self.max_tokens_per_phone >= 0, "max_tokens_per_phone must be >= 0"),
         ]
@@ -310,14 +317,19 @@ class Synthesizer:
         Each SoVITS decode takes the CPU threads the GPT worker leaves free (`vocoder_threads`).
         """
         text = torch.tensor(seg.phone_ids, dtype=torch.long, device=self.bundle.device)[None]
+        first = schedule[0] == params.first_chunk_tokens  # the request's first chunk is in this segment
         chunker = ChunkedDecoder(
             self.vocoder, ge, text, noise_scale=params.noise_scale, speed=params.speed,
             generator=_generator(seed, self.bundle.device),
+            first_lookahead=params.first_lookahead_tokens if first else None,
         )
         buffer: list[int] = []
+        # The first chunk waits for its lookahead too, so its audio is first_chunk_tokens long.
+        extra = params.first_lookahead_tokens if first else 0
         for token in tokens:
             buffer.append(token)
-            if len(buffer) >= schedule[0]:
+            if len(buffer) >= schedule[0] + extra:
+                extra = 0
                 with cpu_threads(vocoder_threads(gpt_running.is_set())):
                     audio = chunker.push(buffer)
                 buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)

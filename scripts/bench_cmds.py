@@ -37,6 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--max-concurrency", action="append", default=[], metavar="SIZE=N",
                    help="skip concurrency above N for SIZE, e.g. v2=1 (repeatable)")
+    p.add_argument("--first-chunk-tokens", type=int, default=None, help="tokens in the first streamed chunk")
+    p.add_argument("--first-lookahead", type=int, default=None,
+                   help="right-context tokens the first chunk waits for (SynthesisParams.first_lookahead_tokens)")
+    p.add_argument("--chunk-tokens", type=int, default=None, help="largest streamed chunk in tokens")
     p.add_argument("--export-dir", type=Path, default=None, help="where ONNX exports are written and reused")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the JSON report here")
     p.set_defaults(func=run_bench_cmd)
@@ -67,9 +71,17 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
         texts=args.texts or [t.name for t in TEXTS], repeats=args.repeats,
         tokens_per_phone=args.tokens_per_phone, threads=args.threads, device=args.device,
         export_root=args.export_dir, max_concurrency_by_size=caps,
+        stream={key: value for key, value in (("first_chunk_tokens", args.first_chunk_tokens),
+                                              ("first_lookahead_tokens", args.first_lookahead),
+                                              ("chunk_tokens", args.chunk_tokens)) if value is not None},
     )
     report = run_bench(options, log=lambda line: log.info("%s", line))
     print(format_table(report))
+    for row in report["results"]:
+        per_text = "; ".join(f"{name} {v['ttfc_p50_ms']:.0f} ms / RTF {v['rtf_p50']}"
+                             for name, v in row.get("by_text", {}).items())
+        if per_text:
+            print(f"  {row['size']} {row['backend']} {row['precision']} x{row['concurrency']}: {per_text}")
     print(f"note: {report['meta']['note']}")
     if args.output:
         args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

@@ -78,7 +78,10 @@ class ChunkedDecoder:
         speed: float = 1.0, generator: torch.Generator | None = None, *,
         left_context: int = DEFAULT_LEFT_CONTEXT, lookahead: int = DEFAULT_LOOKAHEAD,
         fade_ms: float = DEFAULT_FADE_MS, window_bucket: int = DEFAULT_WINDOW_BUCKET,
+        first_lookahead: int | None = None,
     ) -> None:
+        """`first_lookahead`: the lookahead of the first window only (None: `lookahead`); a
+        smaller one lets the first audio out sooner, at a less exact first join."""
         if left_context < 0 or lookahead < 0 or fade_ms < 0 or window_bucket < 1:
             raise SoVITSInputError("left_context, lookahead and fade_ms must be >= 0, window_bucket >= 1")
         if not speed > 0:
@@ -91,6 +94,7 @@ class ChunkedDecoder:
         self.generator = generator
         self.left_context = left_context
         self.lookahead = lookahead
+        self.first_lookahead = lookahead if first_lookahead is None else max(0, first_lookahead)
         self.window_bucket = window_bucket
         self.samples_per_token = model.cfg.samples_per_token / speed
         fade = int(round(model.cfg.sampling_rate * fade_ms / 1000.0))
@@ -112,7 +116,7 @@ class ChunkedDecoder:
         if self._closed:
             raise SoVITSInputError("push() after flush(): start a new ChunkedDecoder per utterance")
         self._tokens.extend(_as_ints(tokens))
-        ready = len(self._tokens) - self.lookahead
+        ready = len(self._tokens) - (self.first_lookahead if self._boundary == 0 else self.lookahead)
         if ready <= self._boundary:
             return np.zeros(0, dtype=np.float32)
         return self._render(ready, final=False)

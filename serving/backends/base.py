@@ -16,6 +16,8 @@ logits' numerical differences.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -96,8 +98,10 @@ class Backend(ABC):
         """`SynthesizerTrn`-compatible object (`cfg`, `decode`) for the pipeline/ChunkedDecoder."""
         return ChunkVocoder(self)
 
-    def warmup(self) -> None:
-        """One tiny decode and one chunk decode, so lazy initialisation happens before requests."""
+    def warmup(self, stream_params: Any | None = None) -> None:
+        """One tiny decode and one chunk decode, so lazy initialisation happens before requests,
+        then every streaming window length of `stream_params` (a `SynthesisParams`; default:
+        its defaults)."""
         cfg = self.gpt_config
         req = DecodeRequest(torch.zeros(8, dtype=torch.long), torch.zeros(cfg.bert_dim, 8),
                             torch.zeros(8, dtype=torch.long))
@@ -106,16 +110,17 @@ class Backend(ABC):
         ge = torch.zeros(1, self.sovits_config.gin_channels, 1, device=self.device)
         phones = torch.zeros(1, 4, dtype=torch.long, device=self.device)
         self.decode_chunk(torch.tensor(codes, device=self.device).view(1, 1, -1), phones, ge, 0.0)
-        self.warm_stream_windows(ge, phones)
+        self.warm_stream_windows(ge, phones, stream_params)
 
-    def warm_stream_windows(self, ge: Tensor, phones: Tensor) -> list[int]:
+    def warm_stream_windows(self, ge: Tensor, phones: Tensor, stream_params: Any | None = None) -> list[int]:
         """Decode once at every window length the default streaming schedule uses (see
         `stream_window_lengths`): on CPU the first decode at a new length builds its convolution
         kernels, which would otherwise land on a listener's chunk. Returns the lengths."""
         from gpt_sovits.pipeline import SynthesisParams
 
-        defaults = SynthesisParams()
-        lengths = stream_window_lengths(self.sovits_config, defaults.first_chunk_tokens, defaults.chunk_tokens)
+        defaults = stream_params or SynthesisParams()
+        lengths = stream_window_lengths(self.sovits_config, defaults.first_chunk_tokens, defaults.chunk_tokens,
+                                        first_lookahead=defaults.first_lookahead_tokens)
         for n in lengths:
             self.decode_chunk(torch.zeros(1, 1, n, dtype=torch.long, device=self.device), phones, ge, 0.0)
         return lengths

@@ -8,7 +8,8 @@ Set-up (stated in every report's `meta`):
 - voice: tests/data/voices/en_slt/ref.flac with its transcript, computed before timing;
 - token budget: random weights never emit EOS in a controlled way, so every segment decodes
   exactly round(tokens_per_phone * target phones) tokens (min = max); runs are comparable;
-- texts: fixed zh / en / mixed, short and long; `Synthesizer.stream` with default chunking.
+- texts: fixed zh / en / mixed, short and long; `Synthesizer.stream` with default chunking unless
+  `BenchOptions.stream` overrides it (recorded in `meta.stream_params`).
 
 Per (size, backend, precision, concurrency): time to first audio chunk p50/p95, playback stall
 (time a listener who starts at the first chunk waits for later chunks: p50 and max), RTF (wall time /
@@ -80,6 +81,8 @@ class BenchOptions:
     """Where ONNX exports are written and reused (default: a temporary directory)."""
     max_concurrency_by_size: dict[str, int] = field(default_factory=dict)
     """Skip concurrency levels above this for a size (e.g. {"v2": 1} when time is short)."""
+    stream: dict[str, Any] = field(default_factory=dict)
+    """`SynthesisParams` overrides for every stream (e.g. first_chunk_tokens); default: none."""
 
 
 # ------------------------------------------------------------------------------ models
@@ -184,6 +187,7 @@ class _Stats:
     rtf: list[float] = field(default_factory=list)
     speech_s: float = 0.0
     by_lang: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    by_text: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 class PeakMemory:
@@ -246,10 +250,11 @@ class PlaybackClock:
         self.play_end = max(self.play_end, now) + seconds
 
 
-def _one_stream(synth: Any, voice: Any, text: BenchText, stats: _Stats, seed: int) -> None:
+def _one_stream(synth: Any, voice: Any, text: BenchText, stats: _Stats, seed: int,
+                stream: dict[str, Any] | None = None) -> None:
     from gpt_sovits.pipeline import SynthesisParams
 
-    params = SynthesisParams(text_lang=text.lang, seed=seed)
+    params = SynthesisParams(**{**(stream or {}), "text_lang": text.lang, "seed": seed})
     sr = synth.bundle.sample_rate
     start = time.perf_counter()
     first, speech = None, 0
@@ -269,10 +274,11 @@ def _one_stream(synth: Any, voice: Any, text: BenchText, stats: _Stats, seed: in
     stats.rtf.append(wall / seconds if seconds else float("nan"))
     stats.speech_s += seconds
     stats.by_lang.setdefault(text.lang, []).append((stats.ttfc_s[-1], stats.rtf[-1]))
+    stats.by_text.setdefault(text.name, []).append((stats.ttfc_s[-1], stats.rtf[-1]))
 
 
 def _worker(bundle: Any, backend: Any, voice: Any, texts: Sequence[BenchText], rotation: int,
-            repeats: int, per_phone: float, stats: _Stats) -> None:
+            repeats: int, per_phone: float, stats: _Stats, stream: dict[str, Any] | None = None) -> None:
     from gpt_sovits.pipeline import Synthesizer
 
     synth = Synthesizer(bundle, backend=backend)
@@ -282,16 +288,16 @@ def _worker(bundle: Any, backend: Any, voice: Any, texts: Sequence[BenchText], r
     order = list(texts[rotation % len(texts):]) + list(texts[: rotation % len(texts)])
     for rep in range(repeats):
         for i, text in enumerate(order):
-            _one_stream(synth, voice, text, stats, seed=1000 * rep + i)
+            _one_stream(synth, voice, text, stats, seed=1000 * rep + i, stream=stream)
 
 
 def run_config(bundle: Any, backend: Any, voice: Any, texts: Sequence[BenchText], concurrency: int,
-               repeats: int, per_phone: float) -> dict[str, Any]:
+               repeats: int, per_phone: float, stream: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `concurrency` streaming workers over the texts; returns the metrics of this config."""
     stats = [_Stats() for _ in range(concurrency)]
     with PeakMemory() as mem:
         start = time.perf_counter()
-        threads = [threading.Thread(target=_worker, args=(bundle, backend, voice, texts, i, repeats, per_phone, s))
+        threads = [threading.Thread(target=_worker, args=(bundle, backend, voice, texts, i, repeats, per_phone, s, stream))
                    for i, s in enumerate(stats)]
         for t in threads:
             t.start()
@@ -315,9 +321,12 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
     speech = sum(s.speech_s for s in stats)
     sov_audio, sov_s = sum(s.sovits_samples for s in stats) / sr, sum(s.sovits_s for s in stats)
     langs: dict[str, list[tuple[float, float]]] = {}
+    names: dict[str, list[tuple[float, float]]] = {}
     for s in stats:
         for lang, rows in s.by_lang.items():
             langs.setdefault(lang, []).extend(rows)
+        for name, rows in s.by_text.items():
+            names.setdefault(name, []).extend(rows)
     vram = mem.peak_vram
     return {
         "requests": len(ttfc),
@@ -336,10 +345,23 @@ def _summarise(stats: list[_Stats], wall: float, mem: PeakMemory, sr: int) -> di
         "wall_seconds": round(wall, 2),
         "peak_rss_mb": round(mem.peak_rss / 2**20, 1),
         "peak_vram_mb": round(vram / 2**20, 1) if vram is not None else None,
-        "by_lang": {lang: {"ttfc_p50_ms": round(1000 * _pct([r[0] for r in rows], 0.5), 1),
-                           "rtf_p50": round(_pct([r[1] for r in rows], 0.5), 3)}
-                    for lang, rows in sorted(langs.items())},
+        "by_lang": _by_key(langs),
+        "by_text": _by_key(names),
     }
+
+
+def _by_key(groups: dict[str, list[tuple[float, float]]]) -> dict[str, dict[str, float]]:
+    """Per language or per text: p50 of (time to first chunk, RTF) over its requests."""
+    return {key: {"ttfc_p50_ms": round(1000 * _pct([r[0] for r in rows], 0.5), 1),
+                  "rtf_p50": round(_pct([r[1] for r in rows], 0.5), 3)}
+            for key, rows in sorted(groups.items())}
+
+
+def _stream_params(options: BenchOptions) -> dict[str, Any]:
+    from gpt_sovits.pipeline import SynthesisParams
+
+    params = SynthesisParams(**options.stream)
+    return {key: getattr(params, key) for key in ("first_chunk_tokens", "first_lookahead_tokens", "chunk_tokens")}
 
 
 def _meta(options: BenchOptions) -> dict[str, Any]:
@@ -353,6 +375,7 @@ def _meta(options: BenchOptions) -> dict[str, Any]:
         "bert": "2-layer random BERT at the GPT bert width (zh features are computed per request)",
         "voice": "tests/data/voices/en_slt/ref.flac + ref.txt",
         "rtf": "wall time / seconds of speech (inserted pauses excluded)",
+        "stream_params": _stream_params(options),
         "machine": f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores".strip(),
         "device": options.device,
         "threads": options.threads or os.cpu_count(),
@@ -396,14 +419,16 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
                 row["precision"] = backend.precision
                 if getattr(backend, "vocoder_precision", None):
                     row["vocoder_precision"] = backend.vocoder_precision
-                backend.warmup()
+                from gpt_sovits.pipeline import SynthesisParams
+
+                backend.warmup(SynthesisParams(**options.stream))
                 cap = options.max_concurrency_by_size.get(size)
                 for conc in options.concurrency:
                     if cap is not None and conc > cap:
                         continue
                     result = {**row, "concurrency": conc,
                               **run_config(bundle, backend, voice, texts, conc, options.repeats,
-                                           options.tokens_per_phone)}
+                                           options.tokens_per_phone, options.stream)}
                     report["results"].append(result)
                     log(format_row(result))
     return report

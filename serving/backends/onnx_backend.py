@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from gpt_sovits.engine import DecodeRequest
-from gpt_sovits.fast import T2SState
+from gpt_sovits.fast import CPU_STEP_THREADS, T2SState
 from gpt_sovits.sovits.text_encoder import speed_frames
 from serving.backends.base import (
     Backend, BackendInputError, BackendUnavailableError, check_chunk_inputs, prior_noise,
@@ -74,16 +74,25 @@ class OnnxBackend(Backend):
         self.info: ExportInfo = load_export_info(self.export_dir)
         dev = torch.device(device)
         super().__init__(self.info.gpt(), self.info.sovits(), self.info.precision, dev)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         providers = _providers(dev)
-        self.sessions = {
-            role: ort.InferenceSession(str(self.info.path(self.export_dir, role)), opts, providers=providers)
-            for role in self.info.graphs
-        }
+
+        def session(role: str, n_threads: int) -> Any:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = n_threads
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+            return ort.InferenceSession(str(self.info.path(self.export_dir, role)), opts, providers=providers)
+
+        # On CPU the single-token step runs on CPU_STEP_THREADS threads, as in the torch backend,
+        # and SoVITS gets a second session of that size, used while the caller's torch thread
+        # count says the GPT holds the other cores (`pipeline` lowers it around such decodes;
+        # ONNX Runtime fixes a session's threads at creation).
+        on_cpu = dev.type == "cpu"
+        self.sessions = {role: session(role, CPU_STEP_THREADS if on_cpu and role == "t2s_step" else threads)
+                         for role in self.info.graphs}
+        self._narrow_sovits = session("sovits_decode", CPU_STEP_THREADS) if on_cpu else None
+        self._full_threads = threads or torch.get_num_threads()
         self._step_in = step_input_names(self.gpt_config.n_layer)[2:]
         self._step_out = step_output_names(self.gpt_config.n_layer)[1:]
 
@@ -125,7 +134,8 @@ class OnnxBackend(Backend):
             "noise_scale": np.array([noise_scale], dtype=np.float32),
             "resample": resample_matrix(frames, out_frames).numpy(),
         }
-        (audio,) = self.sessions["sovits_decode"].run(["audio"], feeds)
+        narrow = self._narrow_sovits is not None and torch.get_num_threads() < self._full_threads
+        (audio,) = (self._narrow_sovits if narrow else self.sessions["sovits_decode"]).run(["audio"], feeds)
         return torch.from_numpy(audio)
 
     def reference_style(self, spec: Tensor) -> Tensor:

@@ -54,9 +54,9 @@ class TorchBackend(Backend):
     def decoder(self) -> "_TorchDecoder":
         return _TorchDecoder(self)
 
-    def warmup(self) -> None:
+    def warmup(self, stream_params: Any | None = None) -> None:
         self.t2s.warmup()  # also captures the CUDA graph
-        super().warmup()
+        super().warmup(stream_params)
 
 
 class _TorchDecoder:

@@ -140,7 +140,12 @@ def test_first_chunk_arrives_before_decoding_finishes(bundle, voice, read_ahead)
     # Without read-ahead the GPT waits for SoVITS; with it, the GPT worker may be at most
     # `chunk_tokens` queued tokens (+1 in hand) ahead of the chunk being decoded.
     ahead = EXACT.chunk_tokens + 1 if read_ahead else 1
-    assert tokens_at_first_chunk <= EXACT.first_chunk_tokens + ahead < len(produced)
+    first_push = EXACT.first_chunk_tokens + EXACT.first_lookahead_tokens
+    assert tokens_at_first_chunk <= first_push + ahead < len(produced)
+    # The first chunk holds first_chunk_tokens of audio (its lookahead only gives right context).
+    # (less the cross-fade tail held back for the next join, which is shorter than a token).
+    spt = bundle.samples_per_token
+    assert (EXACT.first_chunk_tokens - 1) * spt < first.samples.size <= EXACT.first_chunk_tokens * spt
 
 
 def test_read_ahead_gives_the_same_audio_and_stops_its_worker(bundle, voice):
@@ -172,8 +177,8 @@ def test_later_segments_keep_the_grown_chunk_size(bundle, voice):
     params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 8})
     chunks = list(synth.stream(TEXT, voice, params))
     seg0, seg1 = list(windows.values())[:2]
-    # Segment 0's first decode: chunks of 2 then 4 tokens (4 are held back as lookahead).
-    assert seg0[0] == 2 + 4
+    # Segment 0's first decode waits for 2 tokens of audio + the first chunk's lookahead.
+    assert seg0[0] == 2 + params.first_lookahead_tokens
     # Segment 1 starts at the grown size (one 8-token chunk), not at 2 again.
     seg1_tokens = sum(c.samples.size for c in chunks if c.segment == 1 and not c.meta) // 1280
     assert seg1[0] == min(8, seg1_tokens) and len(seg1) <= seg1_tokens // 8 + 1

@@ -33,7 +33,8 @@ def test_forced_budget_and_metrics(bench_bundle):
     assert result["speech_seconds"] == pytest.approx(2 * expected_tokens * 0.04, abs=0.01)
     assert 0 < result["ttfc_p50_ms"] <= result["ttfc_p95_ms"] <= 1000 * result["wall_seconds"]
     assert result["gpt_tokens_per_s"] > 0 and result["sovits_audio_s_per_s"] > 0
-    assert result["peak_rss_mb"] > 0 and set(result["by_lang"]) == {"en"}
+    assert result["peak_rss_mb"] > 0 and set(result["by_lang"]) == {"en"} and set(result["by_text"]) == {"en_short"}
+    assert result["stall_max_ms"] >= result["stall_p50_ms"] >= 0
     json.dumps(result)  # JSON-ready
 
 

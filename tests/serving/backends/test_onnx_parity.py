@@ -153,3 +153,29 @@ def test_cuda_provider_with_io_binding_matches_cpu(export_dir, onnx_backend, tin
     req = _request(tiny_bundle.gpt_config)
     params = SamplingParams.greedy(seed=0, max_new_tokens=20, min_new_tokens=20)
     assert list(gpu.decoder().stream(req, params)) == list(onnx_backend.decoder().stream(req, params))
+
+
+def test_cpu_sovits_uses_the_narrow_session_while_the_gpt_holds_a_core(export_dir):
+    """With fewer torch threads than its own (the pipeline's signal that the GPT worker runs),
+    the CPU backend decodes SoVITS on its one-thread session: same graph, same audio."""
+    from gpt_sovits.fast import cpu_threads
+    from serving.backends.onnx_backend import OnnxBackend
+
+    backend = OnnxBackend(export_dir, threads=2)
+    calls: list[str] = []
+    for name, sess in (("full", backend.sessions["sovits_decode"]), ("narrow", backend._narrow_sovits)):
+        run = sess.run
+        setattr(sess, "run", lambda *a, _run=run, _name=name, **k: calls.append(_name) or _run(*a, **k))
+    codes = torch.randint(0, backend.sovits_config.codebook_size, (1, 1, 12))
+    phones = torch.randint(1, 50, (1, 10))
+    ge = torch.randn(1, backend.sovits_config.gin_channels, 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        full = backend.decode_chunk(codes, phones, ge, noise_scale=0.0)
+        with cpu_threads(1):
+            narrow = backend.decode_chunk(codes, phones, ge, noise_scale=0.0)
+    finally:
+        torch.set_num_threads(before)
+    assert calls == ["full", "narrow"]
+    assert torch.allclose(full, narrow, atol=1e-5)
