@@ -37,6 +37,10 @@ class SamplingParams(BaseModel):
     split_method: SplitMethod = Field("cut5", description="How text is split into segments (cut0 = none).")
     sample_rate: int | None = Field(None, ge=8000, le=48000,
                                     description="Resample output to this rate (default: model rate).")
+    first_chunk_tokens: int | None = Field(
+        None, ge=1, le=64,
+        description="Streaming only: 40 ms tokens of audio in the first chunk (server default 4). "
+                    "Larger arrives later but leaves the next chunks more time on a slow server.")
 
 
 class TTSRequest(SamplingParams):

@@ -58,11 +58,12 @@ class SynthesisService:
             raise EmptyTextError("The text is empty or only whitespace; send something to say.")
 
     def params(self, sampling: SamplingParams) -> Any:
+        extra = {} if sampling.first_chunk_tokens is None else {"first_chunk_tokens": sampling.first_chunk_tokens}
         return self.params_factory(
             text_lang=sampling.language, split_method=sampling.split_method, top_k=sampling.top_k,
             top_p=sampling.top_p, temperature=sampling.temperature,
             repetition_penalty=sampling.repetition_penalty, seed=sampling.seed, speed=sampling.speed,
-            noise_scale=sampling.noise_scale,
+            noise_scale=sampling.noise_scale, **extra,
         )
 
     def _resolve(self, owner: str, voice_id: str) -> tuple[Any, str | None, str | None]:

@@ -73,6 +73,30 @@ def test_first_chunk_arrives_before_the_rest_is_made(served) -> None:
     assert a.shape == b.shape and rel_l2(a, b) < STREAM_TOLERANCE
 
 
+def _first_chunk(app, http, request: dict) -> bytes:
+    control = app.state.control
+    control.after_first_gate.clear()  # the worker stops right after yielding chunk 1
+    try:
+        with http.stream("POST", "/v1/tts", json=request) as resp:
+            assert resp.status_code == 200
+            chunks = resp.iter_raw()
+            first = next(chunks)
+            control.after_first_gate.set()
+            b"".join(chunks)
+    finally:
+        control.after_first_gate.set()
+    return first
+
+
+def test_first_chunk_size_is_a_request_knob(served) -> None:
+    app, _, http, voice = served
+    default = _first_chunk(app, http, body(voice, stream=True))
+    larger = _first_chunk(app, http, body(voice, stream=True, first_chunk_tokens=12))
+    assert len(larger) > 2 * len(default) > 0  # 12 tokens of audio instead of 4
+    resp = http.post("/v1/tts", json=body(voice, stream=True, first_chunk_tokens=0))
+    assert resp.status_code == 422 and resp.json()["error"]["code"]
+
+
 def test_client_disconnect_mid_stream_stops_decoding(served) -> None:
     app, _, http, voice = served
     control, engine = app.state.control, app.state.gsv.engine
