@@ -328,6 +328,11 @@ class Synthesizer:
         extra = params.first_lookahead_tokens if first else 0
         for token in tokens:
             buffer.append(token)
+            if len(buffer) == 1 and not chunker.tokens:
+                # The GPT steps on one core now: encode the phones on the other, before the
+                # first window needs them.
+                with cpu_threads(vocoder_threads(gpt_running.is_set())):
+                    chunker.prepare()
             if len(buffer) >= schedule[0] + extra:
                 extra = 0
                 with cpu_threads(vocoder_threads(gpt_running.is_set())):

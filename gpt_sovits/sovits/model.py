@@ -206,11 +206,13 @@ class SynthesizerTrn(nn.Module):
     def decode(
         self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
         speed: float = 1.0, generator: torch.Generator | None = None,
+        text_encoded: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Semantic codes [1, 1, T] + target phones [1, N] + style -> audio [1, 1, samples].
 
         samples = T * 1280 at speed 1, otherwise (int(2T / speed) + 1) * 640. `noise_scale`
-        scales the prior sample; 0 makes the output deterministic.
+        scales the prior sample; 0 makes the output deterministic. `text_encoded` is
+        `encode_text(text)`, for callers that decode many windows of one segment.
         """
         self._check_decode_inputs(codes, text, ge, speed)
         ge = ge.to(self.ssl_proj.weight.dtype)
@@ -219,13 +221,19 @@ class SynthesizerTrn(nn.Module):
         y_lengths = torch.tensor([quantized.size(-1)], device=codes.device)
         text_lengths = torch.tensor([text.size(-1)], device=text.device)
         _, m_p, logs_p, y_mask = self.enc_p(
-            quantized, y_lengths, text.long(), text_lengths, self.mrte_style(ge), speed)
+            quantized, y_lengths, text.long(), text_lengths, self.mrte_style(ge), speed, text_encoded)
         z_p = m_p
         if noise_scale:
             noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
             z_p = m_p + noise * torch.exp(logs_p) * noise_scale
         z = self.flow(z_p, y_mask, g=ge, reverse=True)
         return self.dec(z * y_mask, g=ge)
+
+    @torch.no_grad()
+    def encode_text(self, text: Tensor) -> tuple[Tensor, Tensor]:
+        """The phone branch of `decode` for target phones [1, N] (see `TextEncoder.encode_text`)."""
+        lengths = torch.tensor([text.size(-1)], device=text.device)
+        return self.enc_p.encode_text(text.long(), lengths, self.ssl_proj.weight.dtype)
 
     # ----------------------------------------------------------------------------- training
     def _quantize_for_training(self, ssl: Tensor) -> tuple[Tensor, Tensor]:

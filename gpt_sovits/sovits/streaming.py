@@ -105,11 +105,20 @@ class ChunkedDecoder:
         self._emitted = 0  # samples returned so far
         self._tail = np.zeros(0, dtype=np.float32)  # decoded, held back for the next cross-fade
         self._closed = False
+        self._text: tuple[Tensor, Tensor] | None = None  # the phone branch, shared by all windows
 
     # ------------------------------------------------------------------ public
     @property
     def tokens(self) -> list[int]:
         return list(self._tokens)
+
+    def prepare(self) -> None:
+        """Encode the phones now (once per utterance) if the model can keep them apart
+        (`encode_text`); call it while the CPU is otherwise idle, e.g. before the first tokens
+        arrive. Every window then skips the phone encoder. Safe to call more than once."""
+        encode = getattr(self.model, "encode_text", None)
+        if self._text is None and callable(encode):
+            self._text = encode(self.phones)
 
     def push(self, tokens: Sequence[int] | Tensor | np.ndarray) -> np.ndarray:
         """Add semantic tokens; returns the audio (float32) that became final, possibly empty."""
@@ -152,8 +161,10 @@ class ChunkedDecoder:
 
     def _decode_window(self, start: int) -> np.ndarray:
         codes = torch.tensor(self._tokens[start:], dtype=torch.long).view(1, 1, -1)
+        self.prepare()
+        extra = {} if self._text is None else {"text_encoded": self._text}
         audio = self.model.decode(codes.to(self.phones.device), self.phones, self.ge,
-                                  self.noise_scale, self.speed, self.generator)
+                                  self.noise_scale, self.speed, self.generator, **extra)
         return audio[0, 0].float().cpu().numpy()
 
     def _window_start(self) -> int:

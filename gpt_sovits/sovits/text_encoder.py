@@ -42,20 +42,28 @@ class TextEncoder(nn.Module):
         self.encoder2 = encoder(cfg.n_layers // 2)
         self.proj = nn.Conv1d(hidden, cfg.inter_channels * 2, 1)
 
+    def encode_text(self, text: Tensor, text_lengths: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The phone branch alone: (encoded phones [B, hidden, N], mask [B, 1, N]).
+
+        It depends only on the phones, so a streamed segment computes it once for all its
+        windows (`forward(..., text_encoded=...)`)."""
+        text_mask = sequence_mask(text_lengths, text.size(1)).unsqueeze(1).to(dtype)
+        t = self.text_embedding(text).transpose(1, 2)
+        return self.encoder_text(t * text_mask, text_mask), text_mask
+
     def forward(
         self, y: Tensor, y_lengths: Tensor, text: Tensor, text_lengths: Tensor,
-        ge: Tensor, speed: float = 1.0,
+        ge: Tensor, speed: float = 1.0, text_encoded: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Returns (hidden, m_p, logs_p, mask) at the (speed-adjusted) latent frame rate.
 
-        `ge` is the style at MRTE width [B, mrte_hidden, 1].
+        `ge` is the style at MRTE width [B, mrte_hidden, 1]; `text_encoded`, when given, is
+        `encode_text(text, text_lengths, ...)` computed earlier.
         """
         y_mask = sequence_mask(y_lengths, y.size(2)).unsqueeze(1).to(y.dtype)
         h = self.ssl_proj(y * y_mask) * y_mask
         h = self.encoder_ssl(h * y_mask, y_mask)
-        text_mask = sequence_mask(text_lengths, text.size(1)).unsqueeze(1).to(y.dtype)
-        t = self.text_embedding(text).transpose(1, 2)
-        t = self.encoder_text(t * text_mask, text_mask)
+        t, text_mask = text_encoded if text_encoded is not None else self.encode_text(text, text_lengths, y.dtype)
         h = self.mrte(h, y_mask, t, text_mask, ge)
         h = self.encoder2(h * y_mask, y_mask)
         if speed != 1:

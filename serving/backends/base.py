@@ -16,10 +16,8 @@ logits' numerical differences.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -134,8 +132,16 @@ class ChunkVocoder:
         self.cfg = backend.sovits_config
 
     def decode(self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
-               speed: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        return self.backend.decode_chunk(codes, text, ge, noise_scale, speed, generator)
+               speed: float = 1.0, generator: torch.Generator | None = None,
+               text_encoded: Any | None = None) -> Tensor:
+        extra = {} if text_encoded is None else {"text_encoded": text_encoded}
+        return self.backend.decode_chunk(codes, text, ge, noise_scale, speed, generator, **extra)
+
+    def encode_text(self, phones: Tensor) -> Any | None:
+        """The backend's cached phone encoding for `decode(..., text_encoded=...)`, or None when
+        it cannot keep it apart (exported graphs take the phones whole)."""
+        encode = getattr(self.backend, "encode_text", None)
+        return encode(phones) if callable(encode) else None
 
 
 def check_chunk_inputs(cfg: SoVITSConfig, codes: Tensor, phones: Tensor, ge: Tensor, speed: float) -> None:

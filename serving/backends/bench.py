@@ -174,6 +174,12 @@ class _TimedVocoder:
         self.stats.sovits_samples += audio.shape[-1]
         return audio
 
+    def encode_text(self, phones: torch.Tensor) -> Any:
+        start = time.perf_counter()
+        encoded = self.inner.encode_text(phones)
+        self.stats.sovits_s += time.perf_counter() - start
+        return encoded
+
 
 @dataclass
 class _Stats:

@@ -38,10 +38,15 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def decode_chunk(self, codes: Tensor, phones: Tensor, ge: Tensor, noise_scale: float = 0.5,
-                     speed: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+                     speed: float = 1.0, generator: torch.Generator | None = None,
+                     text_encoded: tuple[Tensor, Tensor] | None = None) -> Tensor:
         audio = self.sovits.decode(codes.to(self.device), phones.to(self.device), ge.to(self.device),
-                                   noise_scale, speed, generator)
+                                   noise_scale, speed, generator, text_encoded)
         return audio.float()
+
+    @torch.inference_mode()
+    def encode_text(self, phones: Tensor) -> tuple[Tensor, Tensor]:
+        return self.sovits.encode_text(phones.to(self.device))
 
     @torch.inference_mode()
     def reference_style(self, spec: Tensor) -> Tensor:

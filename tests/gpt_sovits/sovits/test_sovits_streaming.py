@@ -180,3 +180,25 @@ def test_flush_with_the_last_tokens_is_one_decode(monkeypatch: pytest.MonkeyPatc
     assert len(calls) - n_two == n_two - 1  # the separate push's decode is saved
     assert a.shape == b.shape == ref.shape
     assert relative_l2(b, ref) < 0.3  # the module's stated bound for this random-attention model
+
+
+def test_phones_are_encoded_once_per_utterance(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    codes, phones, ge = _case(model)
+    expected = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0), codes, [5, 9])
+    encoded: list[int] = []
+    handed: list[bool] = []
+    original_encode, original_decode = model.encode_text, model.decode
+    monkeypatch.setattr(model, "encode_text", lambda text: encoded.append(1) or original_encode(text))
+    monkeypatch.setattr(model, "decode", lambda *a, **k: handed.append("text_encoded" in k) or original_decode(*a, **k))
+    dec = ChunkedDecoder(model, ge, phones, noise_scale=0.0)
+    dec.prepare()
+    dec.prepare()  # idempotent
+    audio = stream_decode(dec, codes, [5, 9])
+    assert encoded == [1] and len(handed) > 3 and all(handed)
+    np.testing.assert_array_equal(audio, expected)  # the cached branch is the same computation
+    # A model without `encode_text` (e.g. an exported graph) still streams.
+    monkeypatch.delattr(model, "encode_text")
+    monkeypatch.setattr(type(model), "encode_text", None)
+    plain = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0), codes, [5, 9])
+    np.testing.assert_array_equal(plain, expected)
