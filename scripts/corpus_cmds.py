@@ -50,6 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="random seed")
     t.set_defaults(func=run_train_encoder)
 
+    ph = cmds.add_parser("train-phones", help="fine-tune a content encoder with CTC on transcript phones (en/zh)")
+    ph.add_argument("--list", type=Path, required=True, help="wav|speaker|lang|text list (e.g. corpus/train.list)")
+    ph.add_argument("--heldout-list", type=Path, default=None, help="list to report the phone error rate on")
+    ph.add_argument("--init", type=Path, required=True, help="encoder to start from (gsv corpus train-encoder)")
+    ph.add_argument("--out", type=Path, required=True, help="folder for the new encoder (+ phones.json, ctc_head)")
+    ph.add_argument("--name", default="gsv-content-v2", help="encoder name recorded by SoVITS configs")
+    ph.add_argument("--steps", type=int, default=3000, help="optimizer steps")
+    ph.add_argument("--batch-seconds", type=float, default=24.0, help="audio seconds per step")
+    ph.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    ph.add_argument("--mpl-weight", type=float, default=0.0,
+                    help="weight of the auxiliary masked prediction of --init's MFCC clusters (0 = CTC only)")
+    ph.add_argument("--save-every", type=int, default=500, help="write the encoder every N steps")
+    ph.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    ph.add_argument("--seed", type=int, default=0, help="random seed")
+    ph.set_defaults(func=run_train_phones)
+
 
 def run_sources(args: argparse.Namespace) -> int:
     from training.corpus_sources import default_sources
@@ -122,3 +138,11 @@ def run_train_encoder(args: argparse.Namespace) -> int:
     print(f"wrote {out} (final loss {result.losses[-1]:.4f}); name it in SoVITSConfig.content_encoder: "
           f"'{result.model.cfg.name}', ssl_dim={result.model.cfg.hidden_size}")
     return 0
+
+
+def run_train_phones(args: argparse.Namespace) -> int:
+    from training.phone_encoder import PhoneCTCConfig, run_phone_training
+
+    cfg = PhoneCTCConfig(name=args.name, steps=args.steps, batch_seconds=args.batch_seconds, lr=args.lr,
+                         warmup_steps=min(200, max(1, args.steps // 10)), mpl_weight=args.mpl_weight, seed=args.seed)
+    return run_phone_training(args.list, args.init, args.out, cfg, args.heldout_list, args.save_every, args.device)

@@ -153,6 +153,12 @@ class TrainS2Config(JsonConfig):
     discriminator_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     """Periods of the MPD when no base discriminator is given (v2Pro adds 17 and 23). An empty
     list keeps only the scale discriminator (tiny test runs)."""
+    c_adv: float = 1.0
+    """Weight of the adversarial + feature-matching terms in the generator loss (official 1)."""
+    adv_start_step: int = 0
+    """Steps before this one train the generator on mel + KL only and skip the discriminator
+    entirely (from-scratch pretraining on a CPU: reconstruction first, about twice as fast per
+    step, and a discriminator cannot win against a decoder that does not yet make speech)."""
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list back

@@ -139,33 +139,41 @@ def _clip(params: list[Tensor], max_norm: float) -> Tensor:
 
 def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, opt_g: torch.optim.Optimizer,
             opt_d: torch.optim.Optimizer, scaler: torch.amp.GradScaler, prec: Precision, cfg: TrainS2Config,
-            model_cfg: SoVITSConfig) -> dict[str, Tensor]:
-    """One GAN step on a batch: discriminator update, then generator update. Returns detached losses."""
+            model_cfg: SoVITSConfig, adversarial: bool = True) -> dict[str, Tensor]:
+    """One GAN step on a batch: discriminator update, then generator update. Returns detached losses.
+
+    `adversarial=False` (before `cfg.adv_start_step`) skips the discriminator: mel + KL only."""
     hop, seg = model_cfg.hop_length, net_g.cfg.segment_size
     with prec.autocast():
         out = net_g(batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"])
         y = slice_segments(batch["wav"], out.ids_slice * hop, seg * hop)
+    zero = torch.zeros((), device=y.device)
+    loss_d, grad_d = zero, zero
+    if adversarial:
         # --- 1. discriminator: real vs generated (detached, so G gets no gradient here)
-        real, fake, _, _ = net_d(y, out.y_hat.detach())
-    loss_d, _, _ = discriminator_loss(real, fake)
-    opt_d.zero_grad(set_to_none=True)
-    scaler.scale(loss_d).backward()
-    scaler.unscale_(opt_d)
-    grad_d = _clip(list(net_d.parameters()), cfg.grad_clip)
-    scaler.step(opt_d)
+        with prec.autocast():
+            real, fake, _, _ = net_d(y, out.y_hat.detach())
+        loss_d, _, _ = discriminator_loss(real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        scaler.scale(loss_d).backward()
+        scaler.unscale_(opt_d)
+        grad_d = _clip(list(net_d.parameters()), cfg.grad_clip)
+        scaler.step(opt_d)
 
     # --- 2. generator: fool the updated D, match its features, reconstruct the mel, fit the prior
-    with prec.autocast():
-        _, fake, fmap_real, fmap_fake = net_d(y, out.y_hat)
+    loss_fm, loss_adv = zero, zero
+    if adversarial:
+        with prec.autocast():
+            _, fake, fmap_real, fmap_fake = net_d(y, out.y_hat)
+        loss_fm = feature_loss(fmap_real, fmap_fake)
+        loss_adv, _ = generator_loss(fake)
     mel_real = slice_segments(spec_to_log_mel(batch["spec"].float(), model_cfg.sampling_rate,
                                               model_cfg.n_mel_channels), out.ids_slice, seg)
     mel_fake = log_mel_spectrogram(out.y_hat.squeeze(1).float(), model_cfg.sampling_rate, model_cfg.filter_length,
                                    hop, model_cfg.win_length, model_cfg.n_mel_channels)
     loss_mel = mel_loss(mel_real, mel_fake) * cfg.c_mel
     loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * cfg.c_kl
-    loss_fm = feature_loss(fmap_real, fmap_fake)
-    loss_adv, _ = generator_loss(fake)
-    loss_g = loss_adv + loss_fm + loss_mel + loss_kl + out.commit_loss.float()
+    loss_g = cfg.c_adv * (loss_adv + loss_fm) + loss_mel + loss_kl + out.commit_loss.float()
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.unscale_(opt_g)
@@ -222,7 +230,8 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
             set_lr(opt_g, lr)
             set_lr(opt_d, lr)
             batch = {k: v.to(device) for k, v in collate_s2([data[i] for i in indices]).items()}
-            metrics = s2_step(batch, net_g, net_d, opt_g, opt_d, scaler, prec, cfg, model_cfg)  # D step, then G step
+            adversarial = progress.step >= cfg.adv_start_step  # mel + KL only before it
+            metrics = s2_step(batch, net_g, net_d, opt_g, opt_d, scaler, prec, cfg, model_cfg, adversarial)
             loop.record({**metrics, "lr": lr})
         final = loop.final
     weights = export_sovits(net_g, model_cfg, out_dir / "sovits", {"steps": progress.step, "epochs": progress.epoch})

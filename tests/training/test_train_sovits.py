@@ -67,3 +67,23 @@ def test_resume_continues_from_the_saved_step(slt_dataset, tiny_base, tmp_path) 
     # the resumed run started from the saved weights, not from the base
     net_g, _ = load_generator(tiny_base[1])
     assert not torch.equal(weights["dec.conv_pre.weight"], net_g.state_dict()["dec.conv_pre.weight"])
+
+
+def test_adversarial_terms_start_at_adv_start_step(slt_dataset, tiny_base, tmp_path) -> None:
+    """Before `adv_start_step` the generator trains on mel + KL only and D is neither run nor updated."""
+    ds, _ = slt_dataset
+    run = tmp_path / "run"
+    train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=2, adv_start_step=2, save_every_epochs=1000),
+                 progress_bar=False)
+    d_before = load_file(str(latest_checkpoint(run) / "discriminator.safetensors"))
+    train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=3, adv_start_step=2, c_adv=0.5), progress_bar=False)
+    records = read_metrics(run)
+    for r in records[:2]:
+        assert r["loss/d"] == 0 and r["loss/g_adv"] == 0 and r["loss/fm"] == 0
+        assert r["loss/g_total"] == pytest.approx(r["loss/mel"] + r["loss/kl"], rel=1e-5)
+    last = records[2]
+    assert last["loss/d"] > 0 and last["loss/g_adv"] > 0
+    expected = 0.5 * (last["loss/g_adv"] + last["loss/fm"]) + last["loss/mel"] + last["loss/kl"]
+    assert last["loss/g_total"] == pytest.approx(expected, rel=1e-4)
+    d_after = load_file(str(latest_checkpoint(run) / "discriminator.safetensors"))
+    assert any(not torch.equal(d_before[k], d_after[k]) for k in d_before)  # D trains from step 3 on
