@@ -45,6 +45,9 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
 DEFAULT_GRAPH_MAX_LEN = 2048
 """Slots of the CUDA-graph KV cache: prompt phones + target phones + prompt tokens + new tokens."""
+DEFAULT_GRAPH_POOL = 8
+"""CUDA-graph step runners per model (one sequence each): concurrent streams up to this many all
+replay graphs; more fall back to eager steps. Each holds a static cache (v2 fp16: ~100 MB)."""
 
 
 class PrecisionError(GSVError, ValueError):
@@ -518,23 +521,32 @@ class TorchT2S:
     """PyTorch `T2SBackend`: eager dynamic cache, or a CUDA-graph step on a static cache."""
 
     def __init__(self, model: T2SModel, *, cuda_graph: bool = True,
-                 graph_max_len: int = DEFAULT_GRAPH_MAX_LEN, force_graph_step: bool = False) -> None:
+                 graph_max_len: int = DEFAULT_GRAPH_MAX_LEN, force_graph_step: bool = False,
+                 graph_pool: int | None = None) -> None:
+        """`graph_pool`: static-cache step runners (default `DEFAULT_GRAPH_POOL` on CUDA, 1 when
+        `force_graph_step` exercises the path on CPU)."""
         self.model = model.eval()
         self.eos = model.cfg.eos
         self.vocab_size = model.cfg.vocab_size
         weight = model.ar_predict_layer.weight
         self.device, self.dtype = weight.device, weight.dtype
         on_cuda = self.device.type == "cuda"
-        self.graph: GraphStep | None = None
+        self.graphs: list[GraphStep] = []
         if (cuda_graph and on_cuda) or force_graph_step:
             max_len = min(graph_max_len, model.cfg.max_positions)
-            self.graph = GraphStep(model, max_len, capture=on_cuda and cuda_graph)
+            n = graph_pool if graph_pool is not None else (DEFAULT_GRAPH_POOL if on_cuda else 1)
+            self.graphs = [GraphStep(model, max_len, capture=on_cuda and cuda_graph) for _ in range(max(1, n))]
+        self.graph: GraphStep | None = self.graphs[0] if self.graphs else None
+
+    def _acquire(self, slots: int) -> GraphStep | None:
+        """A free step runner whose cache holds `slots`, or None (the caller steps eagerly)."""
+        return next((runner for runner in self.graphs if runner.acquire(slots)), None)
 
     @torch.inference_mode()
     def t2s_prefill(self, request: DecodeRequest, capacity: int) -> tuple[Tensor, T2SState]:
         x, n = embed_request(self.model, request, self.device, self.dtype)
         slots = x.shape[1] + capacity
-        runner = self.graph if self.graph is not None and self.graph.acquire(slots) else None
+        runner = self._acquire(slots)
         try:
             if runner is not None:
                 runner.ensure_captured()
@@ -553,7 +565,10 @@ class TorchT2S:
         return logits, state
 
     def warmup(self) -> None:
-        """Run a tiny decode so lazy initialisation (and graph capture) happens now."""
+        """Capture every step graph and run a tiny decode, so lazy initialisation happens now."""
+        with torch.inference_mode():
+            for runner in self.graphs:
+                runner.ensure_captured()
         cfg = self.model.cfg
         req = DecodeRequest(torch.zeros(8, dtype=torch.long), torch.zeros(cfg.bert_dim, 8),
                             torch.zeros(8, dtype=torch.long))

@@ -135,6 +135,26 @@ def test_static_graph_step_matches_eager_and_is_released(model: T2SModel, cfg: G
     assert len(list(decode_tokens(backend, _request(cfg), long))) == 250
 
 
+def test_graph_step_pool_serves_concurrent_sequences(model: T2SModel, cfg: GPTConfig) -> None:
+    """With a pool of two runners, two open sequences both step on static caches; a third steps
+    eagerly; all give the reference tokens, and closing one frees its runner."""
+    from gpt_sovits.fast import _EagerState, _GraphState
+
+    backend = TorchT2S(model, force_graph_step=True, graph_max_len=200, graph_pool=2)
+    assert len(backend.graphs) == 2 and backend.graph is backend.graphs[0]
+    req = _request(cfg)
+    states = [backend.t2s_prefill(req, 40)[1] for _ in range(3)]
+    assert [type(s) for s in states] == [_GraphState, _GraphState, _EagerState]
+    assert states[0].runner is not states[1].runner  # type: ignore[attr-defined]
+    for state in states:
+        state.close()
+    expected = list(Decoder(model).stream(req, SAMPLED))
+    streams = [decode_tokens(backend, req, SAMPLED) for _ in range(3)]
+    heads = [next(s) for s in streams]  # all three open at once
+    assert [[h, *rest] for h, rest in zip(heads, streams)] == [expected] * 3
+    assert all(runner.acquire(10) for runner in backend.graphs)  # every runner was released
+
+
 def test_int8_quantizes_every_block_linear_and_stays_close(model: T2SModel, cfg: GPTConfig) -> None:
     q = prepare_t2s(model, "int8", "cpu")
     for block in q.h.layers:
