@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,6 +61,8 @@ def linear_spectrogram(
 def _mel_basis_np(
     sampling_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
 ) -> np.ndarray:
+    import librosa  # only the training/eval mel path needs it; inference imports stay light
+
     return librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
 
 
