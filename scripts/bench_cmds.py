@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-lookahead", type=int, default=None,
                    help="right-context tokens the first chunk waits for (SynthesisParams.first_lookahead_tokens)")
     p.add_argument("--chunk-tokens", type=int, default=None, help="largest streamed chunk in tokens")
+    p.add_argument("--reference", default="default", choices=["default", "short"],
+                   help="voice reference: the 6 s default or a 3 s clip (low-latency voice)")
     p.add_argument("--export-dir", type=Path, default=None, help="where ONNX exports are written and reused")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the JSON report here")
     p.set_defaults(func=run_bench_cmd)
@@ -70,7 +72,7 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
         sizes=args.sizes, backends=args.backends, precisions=args.precision, concurrency=args.concurrency,
         texts=args.texts or [t.name for t in TEXTS], repeats=args.repeats,
         tokens_per_phone=args.tokens_per_phone, threads=args.threads, device=args.device,
-        export_root=args.export_dir, max_concurrency_by_size=caps,
+        export_root=args.export_dir, max_concurrency_by_size=caps, reference=args.reference,
         stream={key: value for key, value in (("first_chunk_tokens", args.first_chunk_tokens),
                                               ("first_lookahead_tokens", args.first_lookahead),
                                               ("chunk_tokens", args.chunk_tokens)) if value is not None},

@@ -5,7 +5,8 @@ Set-up (stated in every report's `meta`):
   SSL is a 2-layer random HuBERT of the SoVITS's width and BERT a 2-layer random BERT of the GPT's
   width (the reference path is computed once per voice and cached, so its size does not enter
   the timings; zh BERT features per request do, and a real 24-layer BERT costs more);
-- voice: tests/data/voices/en_slt/ref.flac with its transcript, computed before timing;
+- voice: tests/data/voices/en_slt/ref.flac (6 s) with its transcript, or with `reference="short"` a
+  3 s utterance of the same voice, computed before timing;
 - token budget: random weights never emit EOS in a controlled way, so every segment decodes
   exactly round(tokens_per_phone * target phones) tokens (min = max); runs are comparable;
 - texts: fixed zh / en / mixed, short and long; `Synthesizer.stream` with default chunking unless
@@ -83,6 +84,8 @@ class BenchOptions:
     """Skip concurrency levels above this for a size (e.g. {"v2": 1} when time is short)."""
     stream: dict[str, Any] = field(default_factory=dict)
     """`SynthesisParams` overrides for every stream (e.g. first_chunk_tokens); default: none."""
+    reference: str = "default"
+    """Which en_slt reference makes the voice (`REFERENCES`)."""
 
 
 # ------------------------------------------------------------------------------ models
@@ -126,13 +129,34 @@ def _audible(bundle: Any) -> Any:
     return bundle
 
 
-def bench_voice(bundle: Any) -> Any:
+REFERENCES = {
+    "default": ("ref.flac", None),  # 6.0 s, transcript in ref.txt
+    "short": ("utts/009.flac", "utts/009.flac"),  # 3.1 s, transcript from clone.list
+}
+"""Bench references of the en_slt voice: the voice's own 6 s reference, or a 3 s utterance (a
+low-latency voice: ~75 fewer GPT prompt slots to prefill)."""
+
+
+def _transcript(key: str | None) -> str:
+    if key is None:
+        return (VOICE_DIR / "ref.txt").read_text().strip()
+    for line in (VOICE_DIR / "clone.list").read_text().splitlines():
+        path, _, _, text = line.split("|", 3)
+        if path == key:
+            return text.strip()
+    raise BenchError(f"no transcript for {key} in {VOICE_DIR / 'clone.list'}")
+
+
+def bench_voice(bundle: Any, reference: str = "default") -> Any:
     import soundfile as sf
 
     from gpt_sovits.voice import VoicePrompt
 
-    audio, sr = sf.read(VOICE_DIR / "ref.flac", dtype="float32")
-    return VoicePrompt.from_audio(bundle, audio, sr, (VOICE_DIR / "ref.txt").read_text().strip(), "en")
+    if reference not in REFERENCES:
+        raise BenchError(f"unknown bench reference {reference!r}; choose from {sorted(REFERENCES)}")
+    clip, key = REFERENCES[reference]
+    audio, sr = sf.read(VOICE_DIR / clip, dtype="float32")
+    return VoicePrompt.from_audio(bundle, audio, sr, _transcript(key), "en")
 
 
 # ------------------------------------------------------------------------------ instrumentation
@@ -379,7 +403,7 @@ def _meta(options: BenchOptions) -> dict[str, Any]:
         "tokens_per_phone": options.tokens_per_phone,
         "ssl": "2-layer random HuBERT at the SoVITS ssl width (reference path cached, not timed)",
         "bert": "2-layer random BERT at the GPT bert width (zh features are computed per request)",
-        "voice": "tests/data/voices/en_slt/ref.flac + ref.txt",
+        "voice": f"tests/data/voices/en_slt/{REFERENCES[options.reference][0]} + its transcript",
         "rtf": "wall time / seconds of speech (inserted pauses excluded)",
         "stream_params": _stream_params(options),
         "machine": f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores".strip(),
@@ -408,7 +432,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     report: dict[str, Any] = {"meta": _meta(options), "results": []}
     for size in options.sizes:
         bundle = random_bundle(size, device=options.device)
-        voice = bench_voice(bundle)
+        voice = bench_voice(bundle, options.reference)
         for text in texts:  # lazy frontend start-up (jieba dictionary, G2P tables) is not timed
             for seg in bundle.frontend.process(text.text, text.lang):
                 bundle.frontend.bert_features(seg)

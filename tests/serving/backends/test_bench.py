@@ -95,3 +95,11 @@ def test_playback_clock_counts_only_waits_after_the_first_chunk():
     clock.arrive(1.5, 0.1)   # another 0.15 s gap
     assert abs(clock.stall_s - 0.40) < 1e-9
     assert abs(clock.play_end - 1.6) < 1e-9
+
+
+def test_short_reference_gives_a_shorter_prompt(bench_bundle):
+    default, short = bench_voice(bench_bundle), bench_voice(bench_bundle, "short")
+    assert 0 < short.prompt_tokens.numel() < 0.7 * default.prompt_tokens.numel()
+    assert short.prompt_text.startswith("Can you remind me")
+    with pytest.raises(BenchError):
+        bench_voice(bench_bundle, "nope")
