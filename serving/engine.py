@@ -36,13 +36,14 @@ import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from serving.bundle_pool import BundlePool
 from serving.errors import OverloadedError, RequestTimeoutError, ServingError
 
 log = logging.getLogger(__name__)
@@ -284,48 +285,6 @@ class _JobQueue:
                 if len(taken) >= limit or remaining <= 0 or any(i is None for i in self._items):
                     return taken
                 self._cond.wait(remaining)
-
-
-class BundlePool:
-    """LRU pool of per-voice bundles derived from one base bundle (the base is always kept)."""
-
-    def __init__(self, base: Any, capacity: int) -> None:
-        self.base = base
-        self.capacity = max(0, capacity)
-        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self._lock = threading.Lock()
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
-        self.loads = 0
-
-    def get(self, gpt: str | None, sovits: str | None) -> Any:
-        if not gpt and not sovits:
-            return self.base
-        key = (gpt or "", sovits or "")
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:  # one load per key even when several workers ask at once
-            with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            bundle = self.base.with_weights(gpt or None, sovits or None)
-            with self._lock:
-                self.loads += 1
-                self._items[key] = bundle
-                while len(self._items) > self.capacity:
-                    self._items.popitem(last=False)
-                self._loading.pop(key, None)
-            return bundle
-
-    def evict(self, gpt: str | None, sovits: str | None) -> bool:
-        """Forget a fine-tuned bundle (its voice was deleted); True if it was loaded."""
-        with self._lock:
-            return self._items.pop((gpt or "", sovits or ""), None) is not None
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass

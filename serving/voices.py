@@ -66,7 +66,7 @@ class VoiceNotFoundError(GSVError, LookupError):
 class BundleProvider(Protocol):
     """Hands out model bundles: the base one, or one with a voice's fine-tuned weights.
 
-    `serving.engine.BundlePool` satisfies it; a plain `ModelBundle` is wrapped automatically.
+    `serving.bundle_pool.BundlePool` satisfies it; a plain `ModelBundle` is wrapped automatically.
     """
 
     base: Any

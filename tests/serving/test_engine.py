@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from serving.bundle_pool import BundlePool
 from serving.engine import (
-    BundlePool,
     EngineClosedError,
     EngineConfig,
     InferenceEngine,
