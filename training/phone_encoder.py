@@ -98,7 +98,8 @@ class PhoneTable:
             if c is None:
                 continue
             if c not in index:
-                raise PhoneEncoderError(f"phone '{p}' (class '{c}') is not in the table; rebuild it from these transcripts.")
+                raise PhoneEncoderError(f"phone '{p}' (class '{c}') is not in the table; "
+                                        "rebuild it from these transcripts.")
             out.append(index[c])
         return out
 
@@ -388,7 +389,8 @@ def read_list(path: Path) -> list[tuple[Path, str, str]]:
     return rows
 
 
-def load_list_items(path: Path, table: PhoneTable | None, centroids: Tensor | None = None) -> tuple[list[PhoneItem], PhoneTable]:
+def load_list_items(path: Path, table: PhoneTable | None,
+                    centroids: Tensor | None = None) -> tuple[list[PhoneItem], PhoneTable]:
     """Audio (16 kHz) + phone labels of a list; builds the table when `table` is None."""
     from gpt_sovits.audio import load_audio
 
@@ -436,7 +438,8 @@ def run_phone_training(list_path: Path, init_dir: Path, out_dir: Path, cfg: Phon
             window.clear()
 
     def on_save(step: int, snapshot: PhoneTrainResult) -> None:
-        save_phone_encoder(PhoneTrainResult(copy.deepcopy(snapshot.model).cpu(), snapshot.head, table, []), out_dir, cfg)
+        frozen = PhoneTrainResult(copy.deepcopy(snapshot.model).cpu(), snapshot.head, table, [])
+        save_phone_encoder(frozen, out_dir, cfg)
         per = phone_error_rate(snapshot.model, snapshot.head, heldout[:40], dev) if heldout else float("nan")
         metrics.write(json.dumps({"step": step, "heldout_per_40": per}) + "\n")
         metrics.flush()
