@@ -82,9 +82,8 @@ def test_stream_length_equals_oneshot(chunks: list[int], speed: float) -> None:
     assert out.dtype == np.float32
 
 
-def test_each_push_decodes_only_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model()
-    codes, phones, ge = _case(model)
+def _record_windows(monkeypatch: pytest.MonkeyPatch, model: SynthesizerTrn) -> list[int]:
+    """Make `model.decode` append each window's token count to the returned list."""
     windows: list[int] = []
     original = model.decode
 
@@ -93,6 +92,13 @@ def test_each_push_decodes_only_a_bounded_window(monkeypatch: pytest.MonkeyPatch
         return original(codes_, *args, **kwargs)
 
     monkeypatch.setattr(model, "decode", spy)
+    return windows
+
+
+def test_each_push_decodes_only_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    codes, phones, ge = _case(model)
+    windows = _record_windows(monkeypatch, model)
     dec = ChunkedDecoder(model, ge, phones, noise_scale=0.0, left_context=10, lookahead=3, window_bucket=1)
     stream_decode(dec, codes, [6])
     assert max(windows) <= 10 + 6 + 3
@@ -102,14 +108,7 @@ def test_each_push_decodes_only_a_bounded_window(monkeypatch: pytest.MonkeyPatch
 def test_windows_after_the_first_are_widened_to_the_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model(n_layers=1)  # local model: more left context must not change the audio
     codes, phones, ge = _case(model, tokens=61)
-    windows: list[int] = []
-    original = model.decode
-
-    def spy(codes_: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        windows.append(codes_.shape[-1])
-        return original(codes_, *args, **kwargs)
-
-    monkeypatch.setattr(model, "decode", spy)
+    windows = _record_windows(monkeypatch, model)
     plain = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=1), codes, [5, 7])
     plain_windows, windows[:] = list(windows), []
     bucketed = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=8), codes, [5, 7])
@@ -128,9 +127,7 @@ def test_stream_window_lengths_lists_what_streams_decode(monkeypatch: pytest.Mon
 
     model = _model()
     warm = set(stream_window_lengths(model.cfg, first_chunk=4, chunk_cap=16))
-    seen: list[int] = []
-    original = model.decode
-    monkeypatch.setattr(model, "decode", lambda c, *a, **k: seen.append(c.shape[-1]) or original(c, *a, **k))
+    seen = _record_windows(monkeypatch, model)
     for total in (9, 37, 61, 90):  # streams of several lengths in the same schedule
         codes, phones, ge = _case(model, tokens=total)
         dec, size, pushed = ChunkedDecoder(model, ge, phones, noise_scale=0.0), 4, 0
