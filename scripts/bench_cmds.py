@@ -41,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-lookahead", type=int, default=None,
                    help="right-context tokens the first chunk waits for (SynthesisParams.first_lookahead_tokens)")
     p.add_argument("--chunk-tokens", type=int, default=None, help="largest streamed chunk in tokens")
-    p.add_argument("--reference", default="default", choices=["default", "short"],
-                   help="voice reference: the 6 s default or a 3 s clip (low-latency voice)")
+    p.add_argument("--reference", default="default", choices=["default", "short", "free"],
+                   help="voice reference: the 6 s default, a 3 s clip (low-latency voice), or the 6 s "
+                        "clip without a transcript (reference-free prompt)")
     p.add_argument("--export-dir", type=Path, default=None, help="where ONNX exports are written and reused")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the JSON report here")
     p.set_defaults(func=run_bench_cmd)

@@ -130,16 +130,21 @@ def _audible(bundle: Any) -> Any:
 
 
 REFERENCES = {
-    "default": ("ref.flac", None),  # 6.0 s, transcript in ref.txt
+    "default": ("ref.flac", "ref.txt"),  # 6.0 s with its transcript
     "short": ("utts/009.flac", "utts/009.flac"),  # 3.1 s, transcript from clone.list
+    "free": ("ref.flac", None),  # 6.0 s, no transcript: reference-free prompt (style only)
 }
-"""Bench references of the en_slt voice: the voice's own 6 s reference, or a 3 s utterance (a
-low-latency voice: ~75 fewer GPT prompt slots to prefill)."""
+"""Bench references of the en_slt voice: the voice's own 6 s reference with its transcript, a 3 s
+utterance (a low-latency voice: ~75 fewer GPT prompt slots to prefill), or the 6 s clip without a
+transcript (reference-free mode, what the service builds when an upload's transcript does not
+match the chosen reference: no prompt tokens at all)."""
 
 
-def _transcript(key: str | None) -> str:
+def _transcript(key: str | None) -> str | None:
     if key is None:
-        return (VOICE_DIR / "ref.txt").read_text().strip()
+        return None
+    if key.endswith(".txt"):
+        return (VOICE_DIR / key).read_text().strip()
     for line in (VOICE_DIR / "clone.list").read_text().splitlines():
         path, _, _, text = line.split("|", 3)
         if path == key:
@@ -403,7 +408,9 @@ def _meta(options: BenchOptions) -> dict[str, Any]:
         "tokens_per_phone": options.tokens_per_phone,
         "ssl": "2-layer random HuBERT at the SoVITS ssl width (reference path cached, not timed)",
         "bert": "2-layer random BERT at the GPT bert width (zh features are computed per request)",
-        "voice": f"tests/data/voices/en_slt/{REFERENCES[options.reference][0]} + its transcript",
+        "voice": f"tests/data/voices/en_slt/{REFERENCES[options.reference][0]}"
+                 + (" without a transcript (reference-free)" if REFERENCES[options.reference][1] is None
+                    else " + its transcript"),
         "rtf": "wall time / seconds of speech (inserted pauses excluded)",
         "stream_params": _stream_params(options),
         "machine": f"{platform.machine()} {platform.processor() or ''} x{os.cpu_count()} cores".strip(),

@@ -101,5 +101,7 @@ def test_short_reference_gives_a_shorter_prompt(bench_bundle):
     default, short = bench_voice(bench_bundle), bench_voice(bench_bundle, "short")
     assert 0 < short.prompt_tokens.numel() < 0.7 * default.prompt_tokens.numel()
     assert short.prompt_text.startswith("Can you remind me")
+    free = bench_voice(bench_bundle, "free")
+    assert free.ref_free and free.prompt_tokens is None
     with pytest.raises(BenchError):
         bench_voice(bench_bundle, "nope")
