@@ -1,6 +1,7 @@
 """Shared test set-up: small thread pools, deterministic seeds, paths to the bundled test voices."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def voices_dir() -> Path:
 @pytest.fixture(scope="session")
 def configs_dir() -> Path:
     return CONFIGS_DIR
+
+
+@pytest.fixture
+def no_gsv_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Settings read GSV_* variables and ./.env: isolate a test from both (cwd = tmp_path)."""
+    for name in list(os.environ):
+        if name.startswith("GSV_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 # ------------------------------------------------------------------- default base model

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,10 @@ from scripts.cli import main
 
 
 @pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No GSV_* variables or .env file from the machine running the tests."""
-    for name in list(os.environ):
-        if name.startswith("GSV_"):
-            monkeypatch.delenv(name)
+def clean_env(no_gsv_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No GSV_* variables or .env file from the machine running the tests; no speaker encoder."""
     monkeypatch.setenv("GSV_SPEAKER_EMBEDDINGS", "0")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return no_gsv_env
 
 
 def _synth(voices_dir: Path, out: Path, *extra: str) -> int:

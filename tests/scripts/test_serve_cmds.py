@@ -22,15 +22,7 @@ def run(argv: list[str]) -> int:
     return args.func(args)
 
 
-@pytest.fixture(autouse=True)
-def _no_gsv_env(monkeypatch, tmp_path) -> None:
-    """Settings read GSV_* variables and ./.env: isolate the tests from both."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("GSV_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("no_gsv_env")
 
 
 def test_serve_without_weights_says_what_is_missing_and_exits_nonzero(tmp_path, capsys) -> None:

@@ -1,7 +1,6 @@
 """`gsv serve` / `gsv clone` / `gsv say` flags: model resolution, and messages that say what to do."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,10 @@ RECORDING = Path(__file__).resolve().parents[1] / "data" / "voices" / "en_slt" /
 
 
 @pytest.fixture(autouse=True)
-def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No GSV_* variables or .env file from the machine running the tests."""
-    for name in list(os.environ):
-        if name.startswith("GSV_"):
-            monkeypatch.delenv(name)
+def clean_env(no_gsv_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No GSV_* variables or .env file from the machine running the tests; no speaker encoder."""
     monkeypatch.setenv("GSV_SPEAKER_EMBEDDINGS", "0")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return no_gsv_env
 
 
 def test_serve_without_models_says_what_is_missing_and_how_to_provide_it(tmp_path: Path, capsys) -> None:
