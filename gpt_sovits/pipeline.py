@@ -323,6 +323,9 @@ class Synthesizer:
             generator=_generator(seed, self.bundle.device),
             first_lookahead=params.first_lookahead_tokens if first else None,
         )
+        def free_cores():  # evaluated at each SoVITS call: the GPT may have finished meanwhile
+            return cpu_threads(vocoder_threads(gpt_running.is_set()))
+
         buffer: list[int] = []
         # The first chunk waits for its lookahead too, so its audio is first_chunk_tokens long.
         extra = params.first_lookahead_tokens if first else 0
@@ -331,11 +334,11 @@ class Synthesizer:
             if len(buffer) == 1 and not chunker.tokens:
                 # The GPT steps on one core now: encode the phones on the other, before the
                 # first window needs them.
-                with cpu_threads(vocoder_threads(gpt_running.is_set())):
+                with free_cores():
                     chunker.prepare()
             if len(buffer) >= schedule[0] + extra:
                 extra = 0
-                with cpu_threads(vocoder_threads(gpt_running.is_set())):
+                with free_cores():
                     audio = chunker.push(buffer)
                 buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)
                 if audio.size:
@@ -345,7 +348,7 @@ class Synthesizer:
         if not chunker.tokens and not buffer:
             yield np.zeros(0, dtype=np.float32), True  # the GPT stopped at once: nothing to say
             return
-        with cpu_threads(vocoder_threads(gpt_running.is_set())):
+        with free_cores():
             tail = chunker.flush(buffer)  # one decode for the rest and the tail
         yield _peak_guard(tail), True
 

@@ -131,7 +131,7 @@ def _audible(bundle: Any) -> Any:
 
 REFERENCES = {
     "default": ("ref.flac", "ref.txt"),  # 6.0 s with its transcript
-    "short": ("utts/009.flac", "utts/009.flac"),  # 3.1 s, transcript from clone.list
+    "short": ("utts/009.flac", "clone.list"),  # 3.1 s, its line of clone.list gives the transcript
     "free": ("ref.flac", None),  # 6.0 s, no transcript: reference-free prompt (style only)
 }
 """Bench references of the en_slt voice: the voice's own 6 s reference with its transcript, a 3 s
@@ -140,16 +140,17 @@ transcript (reference-free mode, what the service builds when an upload's transc
 match the chosen reference: no prompt tokens at all)."""
 
 
-def _transcript(key: str | None) -> str | None:
-    if key is None:
+def _transcript(clip: str, source: str | None) -> str | None:
+    """The clip's transcript: None, a text file, or the clip's line of a `path|spk|lang|text` list."""
+    if source is None:
         return None
-    if key.endswith(".txt"):
-        return (VOICE_DIR / key).read_text().strip()
-    for line in (VOICE_DIR / "clone.list").read_text().splitlines():
+    if not source.endswith(".list"):
+        return (VOICE_DIR / source).read_text().strip()
+    for line in (VOICE_DIR / source).read_text().splitlines():
         path, _, _, text = line.split("|", 3)
-        if path == key:
+        if path == clip:
             return text.strip()
-    raise BenchError(f"no transcript for {key} in {VOICE_DIR / 'clone.list'}")
+    raise BenchError(f"no transcript for {clip} in {VOICE_DIR / source}")
 
 
 def bench_voice(bundle: Any, reference: str = "default") -> Any:
@@ -159,9 +160,9 @@ def bench_voice(bundle: Any, reference: str = "default") -> Any:
 
     if reference not in REFERENCES:
         raise BenchError(f"unknown bench reference {reference!r}; choose from {sorted(REFERENCES)}")
-    clip, key = REFERENCES[reference]
+    clip, source = REFERENCES[reference]
     audio, sr = sf.read(VOICE_DIR / clip, dtype="float32")
-    return VoicePrompt.from_audio(bundle, audio, sr, _transcript(key), "en")
+    return VoicePrompt.from_audio(bundle, audio, sr, _transcript(clip, source), "en")
 
 
 # ------------------------------------------------------------------------------ instrumentation
