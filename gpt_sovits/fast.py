@@ -98,11 +98,19 @@ def quantize_t2s_int8_(model: T2SModel) -> T2SModel:
     Embeddings, `bert_proj` and the output layer stay FP32 (they are a few percent of a step,
     and the decoders read `ar_predict_layer.weight` for the device and dtype).
     """
+    import torch.ao.nn.intrinsic as nni  # here: torch.ao warns about its deprecation on import
+
+    dynamic = torch.ao.quantization.default_dynamic_qconfig
     for block in model.h.layers:
         block.self_attn = _Int8Attention(block.self_attn)
+        # linear1 + ReLU as one fused kernel: saves a pass over the [slots, ffn_dim] activations
+        # (v2 prefill of ~240 slots: 7 of ~160 ms).
+        block.linear1 = nni.LinearReLU(block.linear1, block.activation)
+        block.activation = nn.Identity()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices; the kernels are current
-        torch.ao.quantization.quantize_dynamic(model.h, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        torch.ao.quantization.quantize_dynamic(
+            model.h, {nn.Linear: dynamic, nni.LinearReLU: dynamic}, dtype=torch.qint8, inplace=True)
     return model
 
 

@@ -291,7 +291,7 @@ class Synthesizer:
 
         if self.read_ahead:
             gpt_running.set()
-            feed = read_ahead(produce, params.chunk_tokens, should_stop)
+            feed = read_ahead(produce, READ_AHEAD_CHUNKS * params.chunk_tokens, should_stop)
         else:
             feed = produce(should_stop)
         # Only the first segment starts with a small chunk: later ones start where the chunk
@@ -339,13 +339,31 @@ class Synthesizer:
                 # first window needs them.
                 with free_cores():
                     chunker.prepare()
-            if len(buffer) >= schedule[0] + extra:
-                extra = 0
+            if len(buffer) < schedule[0] + extra:
+                continue
+            extra = 0
+            window = chunker.push_window(buffer)
+            buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)
+            if window is None:
+                continue
+            if not gpt_running.is_set():
                 with free_cores():
-                    audio = chunker.push(buffer)
-                buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)
-                if audio.size:
-                    yield _peak_guard(audio), False
+                    audio = chunker.join(window, chunker.decode(window))
+            else:
+                job = _WindowJob(chunker, window, vocoder_threads(True))
+                if not job.wait_unless(lambda: not gpt_running.is_set()) and not (
+                        should_stop is not None and should_stop()):
+                    # The GPT finished while this window decodes on one core: the segment's
+                    # last window starts now on the core the GPT left, instead of afterwards.
+                    last = _WindowJob(chunker, chunker.flush_window(list(tokens)), vocoder_threads(True))
+                    yield _peak_guard(chunker.join(window, job.result())), False
+                    if should_stop is not None and should_stop():
+                        return
+                    yield _peak_guard(last.audio_joined(chunker)), True
+                    return
+                audio = chunker.join(window, job.result())
+            if audio.size:
+                yield _peak_guard(audio), False
         if should_stop is not None and should_stop():
             return
         if not chunker.tokens and not buffer:
@@ -357,6 +375,61 @@ class Synthesizer:
 
     def _silence(self, params: SynthesisParams) -> np.ndarray:
         return np.zeros(int(round(params.fragment_interval * self.bundle.sample_rate)), dtype=np.float32)
+
+
+READ_AHEAD_CHUNKS = 2
+"""The GPT worker may run this many full chunks of tokens ahead of the reader: while SoVITS
+decodes one chunk on the other core the GPT makes most of the next, and when the GPT can finish
+while the last chunk still decodes, the segment's final window starts beside it."""
+
+
+class _WindowJob:
+    """One SoVITS window decoded in its own thread with `threads` intra-op threads, so the reader
+    can watch the GPT while it runs. `window=None` (nothing left to decode) is a finished job."""
+
+    def __init__(self, chunker: ChunkedDecoder, window: Any, threads: int) -> None:
+        self.window = window
+        self._audio: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        if window is None:
+            self._done.set()
+            return
+        restore = torch.get_num_threads()
+        threading.Thread(target=self._run, args=(chunker, threads, restore), daemon=True,
+                         name="gsv-sovits-window").start()
+
+    def _run(self, chunker: ChunkedDecoder, threads: int, restore: int) -> None:
+        # Thread counts are set explicitly: a new thread would start from whatever count
+        # another thread set last. Restored after, since new threads inherit this one's.
+        torch.set_num_threads(threads)
+        try:
+            self._audio = chunker.decode(self.window)
+        except BaseException as exc:  # re-raised in the reader by result()
+            self._error = exc
+        finally:
+            torch.set_num_threads(restore)
+            self._done.set()
+
+    def wait_unless(self, give_up: Callable[[], bool], poll_s: float = 0.005) -> bool:
+        """Wait for the decode; False as soon as `give_up()` says so while it still runs."""
+        while not self._done.wait(poll_s):
+            if give_up():
+                return self._done.is_set()
+        return True
+
+    def result(self) -> np.ndarray:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._audio is not None
+        return self._audio
+
+    def audio_joined(self, chunker: ChunkedDecoder) -> np.ndarray:
+        """This job's audio joined into the stream (empty if there was nothing to decode)."""
+        if self.window is None:
+            return np.zeros(0, dtype=np.float32)
+        return chunker.join(self.window, self.result())
 
 
 class _Failed:

@@ -110,6 +110,7 @@ class Block(nn.Module):
         d = cfg.hidden_dim
         self.self_attn = SelfAttention(d, cfg.n_head, cfg.dropout)
         self.linear1 = nn.Linear(d, cfg.ffn_dim)
+        self.activation: nn.Module = nn.ReLU()  # a module so INT8 inference can fuse it into linear1
         self.linear2 = nn.Linear(cfg.ffn_dim, d)
         self.norm1 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self.norm2 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
@@ -117,7 +118,7 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int) -> Tensor:
         x = self.norm1(x + self.dropout(self.self_attn(x, mask, cache, layer)))
-        ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        ff = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.norm2(x + self.dropout(ff))
 
 

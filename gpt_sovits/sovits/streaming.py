@@ -34,8 +34,10 @@ are left_context / lookahead in tokens:
 So the chunking machinery itself (trim, alignment, cross-fade) is exact once context and
 lookahead cover the convolutional receptive field (about 8 tokens for v2 flows), and all the
 remaining error comes from windowed self-attention. Random attention is near-uniform over all
-frames, the worst case; trained weights may attend more locally, but that was not measured (no
-trained weights here), so treat 0.15-0.3 relative L2 as the possible gap to a one-shot decode.
+frames, the worst case. Trained weights attend far more locally: our own base SoVITS
+(docs/base_model_snapshot.md), real speech tokens (264 tokens of en_slt), default schedule and
+context: 0.019 relative L2 over the whole stream, 0.044-0.054 over its first 0.5 s whether the
+first window has 0, 1, 2 or 4 tokens of lookahead. So 0.15-0.3 is a worst-case bound.
 Lengths always equal the one-shot decode. (The official streaming mode instead re-encodes the
 whole prefix on every chunk, which removes the missing-past part of effect 2 at O(prefix) cost.)
 """
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,6 +67,22 @@ many tokens. CPU convolutions build a kernel per input length the first time the
 HiFi-GAN, one thread: +50-150 ms on the decode that meets a new length), so a stream that met a
 new length at every flush paid that at random; with buckets the lengths form a small set that
 `warm-up` can visit once."""
+
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One planned SoVITS decode: `codes` are the tokens from token `start` on (left context
+    included); its audio is final up to token `until` (to the end when `final`)."""
+
+    index: int
+    start: int
+    until: int
+    final: bool
+    codes: tuple[int, ...]
+    generator: torch.Generator | None
 
 
 class ChunkedDecoder:
@@ -103,9 +122,11 @@ class ChunkedDecoder:
         self._tokens: list[int] = []
         self._boundary = 0  # tokens whose audio is final (except the held-back tail)
         self._emitted = 0  # samples returned so far
-        self._tail = np.zeros(0, dtype=np.float32)  # decoded, held back for the next cross-fade
+        self._tail = _EMPTY.copy()  # decoded, held back for the next cross-fade
         self._closed = False
         self._text: tuple[Tensor, Tensor] | None = None  # the phone branch, shared by all windows
+        self._planned = 0  # windows planned so far
+        self._joined = 0  # windows joined so far
 
     # ------------------------------------------------------------------ public
     @property
@@ -122,13 +143,8 @@ class ChunkedDecoder:
 
     def push(self, tokens: Sequence[int] | Tensor | np.ndarray) -> np.ndarray:
         """Add semantic tokens; returns the audio (float32) that became final, possibly empty."""
-        if self._closed:
-            raise SoVITSInputError("push() after flush(): start a new ChunkedDecoder per utterance")
-        self._tokens.extend(_as_ints(tokens))
-        ready = len(self._tokens) - (self.first_lookahead if self._boundary == 0 else self.lookahead)
-        if ready <= self._boundary:
-            return np.zeros(0, dtype=np.float32)
-        return self._render(ready, final=False)
+        window = self.push_window(tokens)
+        return self.join(window, self.decode(window)) if window is not None else _EMPTY.copy()
 
     def flush(self, tokens: Sequence[int] | Tensor | np.ndarray = ()) -> np.ndarray:
         """Add the last `tokens` (if any), decode whatever is pending and return the last audio,
@@ -137,16 +153,69 @@ class ChunkedDecoder:
         `flush(rest)` equals `push(rest)` then `flush()` in length, with one decode instead of
         two (the push's window would be decoded again, with its lookahead, by the flush).
         """
+        window = self.flush_window(tokens)
+        return self.join(window, self.decode(window)) if window is not None else _EMPTY.copy()
+
+    # ------------------------------------------------------------------ split protocol
+    # push/flush = plan a window (here, in order) + decode it (anywhere, any thread, windows
+    # may overlap in time) + join its audio (here, in plan order). A streaming server uses the
+    # split form to decode the last window beside one still in flight.
+    def push_window(self, tokens: Sequence[int] | Tensor | np.ndarray) -> Window | None:
+        """`push` up to the decode: the window to decode now, or None if nothing became final."""
         if self._closed:
-            return np.zeros(0, dtype=np.float32)
+            raise SoVITSInputError("push() after flush(): start a new ChunkedDecoder per utterance")
+        self._tokens.extend(_as_ints(tokens))
+        ready = len(self._tokens) - (self.first_lookahead if self._boundary == 0 else self.lookahead)
+        if ready <= self._boundary:
+            return None
+        return self._plan(ready, final=False)
+
+    def flush_window(self, tokens: Sequence[int] | Tensor | np.ndarray = ()) -> Window | None:
+        """`flush` up to the decode (None: nothing at all to return)."""
+        if self._closed:
+            return None
         self._closed = True
         self._tokens.extend(_as_ints(tokens))
         if not self._tokens:
-            return np.zeros(0, dtype=np.float32)
+            return None
         if self._boundary < len(self._tokens):
-            return self._render(len(self._tokens), final=True)
-        out = self._fit_total(self._tail)
-        self._tail = np.zeros(0, dtype=np.float32)
+            return self._plan(len(self._tokens), final=True)
+        return Window(self._planned, len(self._tokens), len(self._tokens), True, (), None)  # the tail only
+
+    def decode(self, window: Window) -> np.ndarray:
+        """The audio of a planned window (touches no decoder state, so windows can overlap)."""
+        if not window.codes:
+            return _EMPTY.copy()
+        codes = torch.tensor(window.codes, dtype=torch.long).view(1, 1, -1)
+        extra = {} if self._text is None else {"text_encoded": self._text}
+        audio = self.model.decode(codes.to(self.phones.device), self.phones, self.ge,
+                                  self.noise_scale, self.speed, window.generator, **extra)
+        return audio[0, 0].float().cpu().numpy()
+
+    def join(self, window: Window, audio: np.ndarray) -> np.ndarray:
+        """Cut, cross-fade and emit a decoded window; windows must be joined in plan order."""
+        if window.index != self._joined:
+            raise SoVITSInputError(f"window {window.index} joined out of order (expected {self._joined})")
+        self._joined += 1
+        if not window.codes:  # flush with nothing left to decode: the held tail
+            out = self._fit_total(self._tail)
+            self._tail = _EMPTY.copy()
+            return out
+        base = self._position(window.start)
+        end = self._total_samples() if window.final else self._position(window.until)
+        segment = audio[self._emitted - base: end - base]
+        if len(segment) < end - self._emitted:  # speed != 1 rounding: at most a few samples
+            segment = np.pad(segment, (0, end - self._emitted - len(segment)))
+        segment = segment.astype(np.float32, copy=True)
+        self._crossfade_into(segment)
+        if window.final:
+            self._tail = _EMPTY.copy()
+            out = segment
+        else:
+            hold = min(self.fade, len(segment))
+            self._tail = segment[len(segment) - hold:].copy()
+            out = segment[: len(segment) - hold]
+        self._emitted += len(out)
         return out
 
     # ------------------------------------------------------------------ internals
@@ -159,14 +228,6 @@ class ChunkedDecoder:
         frames = speed_frames(FRAMES_PER_TOKEN * len(self._tokens), self.speed)
         return frames * (self.model.cfg.samples_per_token // FRAMES_PER_TOKEN)
 
-    def _decode_window(self, start: int) -> np.ndarray:
-        codes = torch.tensor(self._tokens[start:], dtype=torch.long).view(1, 1, -1)
-        self.prepare()
-        extra = {} if self._text is None else {"text_encoded": self._text}
-        audio = self.model.decode(codes.to(self.phones.device), self.phones, self.ge,
-                                  self.noise_scale, self.speed, self.generator, **extra)
-        return audio[0, 0].float().cpu().numpy()
-
     def _window_start(self) -> int:
         """First token of the next decoded window: `left_context` before the boundary, widened
         to the left until the window length is a multiple of `window_bucket` (if there is room)."""
@@ -175,26 +236,20 @@ class ChunkedDecoder:
             start = max(0, start - (start - len(self._tokens)) % self.window_bucket)
         return start
 
-    def _render(self, until: int, final: bool) -> np.ndarray:
-        ctx_start = self._window_start()
-        audio = self._decode_window(ctx_start)
-        base = self._position(ctx_start)
-        end = self._total_samples() if final else self._position(until)
-        segment = audio[self._emitted - base: end - base]
-        if len(segment) < end - self._emitted:  # speed != 1 rounding: at most a few samples
-            segment = np.pad(segment, (0, end - self._emitted - len(segment)))
-        segment = segment.astype(np.float32, copy=True)
-        self._crossfade_into(segment)
+    def _plan(self, until: int, final: bool) -> Window:
+        self.prepare()
+        start = self._window_start()
+        generator = None
+        if self.generator is not None:
+            # One generator per window, drawn in plan order: the noise does not depend on
+            # which windows are decoded at the same time.
+            dev = self.generator.device
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator, device=dev))
+            generator = torch.Generator(device=dev).manual_seed(seed)
+        window = Window(self._planned, start, until, final, tuple(self._tokens[start:]), generator)
+        self._planned += 1
         self._boundary = until
-        if final:
-            self._tail = np.zeros(0, dtype=np.float32)
-            out = segment
-        else:
-            hold = min(self.fade, len(segment))
-            self._tail = segment[len(segment) - hold:].copy()
-            out = segment[: len(segment) - hold]
-        self._emitted += len(out)
-        return out
+        return window
 
     def _crossfade_into(self, segment: np.ndarray) -> None:
         """Blend the held tail (old decode) into the head of `segment` (new decode), in place."""

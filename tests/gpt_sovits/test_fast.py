@@ -159,8 +159,14 @@ def test_int8_quantizes_every_block_linear_and_stays_close(model: T2SModel, cfg:
     q = prepare_t2s(model, "int8", "cpu")
     for block in q.h.layers:
         assert isinstance(block.self_attn, _Int8Attention)
-        for lin in (block.self_attn.qkv, block.self_attn.out_proj, block.linear1, block.linear2):
+        for lin in (block.self_attn.qkv, block.self_attn.out_proj, block.linear2):
             assert type(lin).__module__.startswith("torch.ao.nn.quantized.dynamic")
+        # linear1 carries the FFN's ReLU as one fused kernel; the block's own ReLU is gone.
+        assert type(block.linear1).__module__.startswith("torch.ao.nn.intrinsic.quantized.dynamic")
+        assert isinstance(block.activation, torch.nn.Identity)
+        x = torch.randn(3, cfg.hidden_dim)
+        assert float(block.linear1(x).min()) >= 0.0
+    assert isinstance(model.h.layers[0].activation, torch.nn.ReLU)
     assert isinstance(model.h.layers[0].self_attn.in_proj_weight, torch.nn.Parameter)  # original untouched
     req = _request(cfg)
     ref_logits, _ = TorchT2S(model).t2s_prefill(req, 4)

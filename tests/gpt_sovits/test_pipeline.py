@@ -11,7 +11,7 @@ import torch
 
 from gpt_sovits.checkpoint import save_gpt, save_sovits
 from gpt_sovits.errors import CheckpointError
-from gpt_sovits.pipeline import ModelBundle, SynthesisParams, Synthesizer, VoicePrompt, read_ahead
+from gpt_sovits.pipeline import READ_AHEAD_CHUNKS, ModelBundle, SynthesisParams, Synthesizer, VoicePrompt, read_ahead
 from gpt_sovits.text.errors import EmptyTextError, LanguageNotInstalledError, UnknownLanguageError
 from gpt_sovits.voice import PROMPT_PAD_SAMPLES, ReferenceAudioError
 
@@ -138,8 +138,8 @@ def test_first_chunk_arrives_before_decoding_finishes(bundle, voice, read_ahead)
     rest = list(stream)
     assert first.samples.size > 0 and rest
     # Without read-ahead the GPT waits for SoVITS; with it, the GPT worker may be at most
-    # `chunk_tokens` queued tokens (+1 in hand) ahead of the chunk being decoded.
-    ahead = EXACT.chunk_tokens + 1 if read_ahead else 1
+    # `READ_AHEAD_CHUNKS * chunk_tokens` queued tokens (+1 in hand) ahead of the chunk being decoded.
+    ahead = READ_AHEAD_CHUNKS * EXACT.chunk_tokens + 1 if read_ahead else 1
     first_push = EXACT.first_chunk_tokens + EXACT.first_lookahead_tokens
     assert tokens_at_first_chunk <= first_push + ahead < len(produced)
     # The first chunk holds first_chunk_tokens of audio (its lookahead only gives right context).
@@ -256,26 +256,96 @@ def test_fine_tuned_weights_swap_in_and_corrupt_files_are_refused(tmp_path, bund
         bundle.with_weights(gpt=broken)
 
 
-def test_streaming_vocoder_leaves_the_gpt_its_core(bundle, voice):
-    """While the read-ahead GPT decodes, SoVITS runs on the cores it leaves free; after, on all."""
-    from gpt_sovits.fast import CPU_STEP_THREADS
+class _DecodeLog:
+    """Wraps a synthesizer's GPT stream and SoVITS decode: when each decode ran, on how many
+    threads, and whether the GPT had finished or another decode was in flight when it started."""
 
+    def __init__(self, synth: Synthesizer, segments: int, hold_while_gpt_runs: float = 0.0) -> None:
+        self.gpt_done = threading.Event()  # set when the GPT finished the last segment
+        streams = iter(range(1, segments + 1))
+        self.calls: list[dict] = []
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        stream, decode = synth.decoder.stream, synth.vocoder.decode
+
+        def gpt(*args, **kwargs):
+            n = next(streams)
+            yield from stream(*args, **kwargs)
+            if n == segments:
+                self.gpt_done.set()
+
+        def vocode(*args, **kwargs):
+            with self._lock:
+                call = {"threads": torch.get_num_threads(), "gpt_done": self.gpt_done.is_set(),
+                        "reader": threading.current_thread().name != "gsv-sovits-window",
+                        "beside": self._in_flight > 0, "start": time.perf_counter()}
+                self._in_flight += 1
+                self.calls.append(call)
+            try:
+                if hold_while_gpt_runs and not call["gpt_done"]:
+                    # Keep this window in flight until the GPT is done, and a little after.
+                    assert self.gpt_done.wait(30), "the GPT did not finish beside the held window"
+                    time.sleep(hold_while_gpt_runs)
+                return decode(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    call["end"] = time.perf_counter()
+
+        synth.decoder.stream = gpt  # type: ignore[method-assign]
+        synth.vocoder.decode = vocode  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def two_threads():
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    try:
-        synth = Synthesizer(bundle, read_ahead=True)
-        threads: list[int] = []
-        original = synth.vocoder.decode
+    yield
+    torch.set_num_threads(before)
 
-        def spy(*args, **kwargs):
-            threads.append(torch.get_num_threads())
-            return original(*args, **kwargs)
 
-        synth.vocoder.decode = spy  # type: ignore[method-assign]
-        params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 4})
-        list(synth.stream(TEXT, voice, params))
-        assert threads[-1] == 2  # the last flush runs after the GPT finished
-        assert set(threads) <= {2, max(1, 2 - CPU_STEP_THREADS)}
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+def test_streaming_vocoder_leaves_the_gpt_its_core(bundle, voice, two_threads):
+    """While the read-ahead GPT decodes, SoVITS runs on the cores it leaves free; after, on all
+    (unless another window is still decoding on one of them)."""
+    from gpt_sovits.fast import CPU_STEP_THREADS
+
+    synth = Synthesizer(bundle, read_ahead=True)
+    params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 4})
+    log = _DecodeLog(synth, len(synth.segments(TEXT, params)))
+    list(synth.stream(TEXT, voice, params))
+    share = max(1, 2 - CPU_STEP_THREADS)
+    # Windows decoded while the GPT runs go to their own thread (the reader watches the GPT
+    # meanwhile) on the free cores; the last one runs on every core once the GPT is done, or
+    # beside a window still in flight.
+    assert {c["threads"] for c in log.calls} <= {2, share}
+    assert any(not c["reader"] and not c["gpt_done"] for c in log.calls)
+    assert all(c["threads"] == share for c in log.calls if not c["reader"])
+    last = log.calls[-1]
+    assert (last["reader"] and last["threads"] == 2) or (not last["reader"] and last["beside"])
+    assert torch.get_num_threads() == 2
+
+
+def test_last_window_decodes_beside_the_one_in_flight(bundle, voice, two_threads):
+    """When the GPT finishes while a window decodes on one core, the segment's last window
+    starts at once on the core the GPT left, instead of after that decode."""
+    from gpt_sovits.fast import CPU_STEP_THREADS
+
+    synth = Synthesizer(bundle, read_ahead=True)
+    text = "Hello world this is one sentence."
+    # chunk_tokens also sizes the read-ahead queue: room for every token, so the GPT can finish
+    # while the first window is held in flight.
+    params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 400})
+    assert len(synth.segments(text, params)) == 1
+    log = _DecodeLog(synth, 1, hold_while_gpt_runs=0.3)
+    chunks = list(synth.stream(text, voice, params))
+    first, last = log.calls[0], log.calls[-1]
+    assert len(log.calls) == 2 and not first["gpt_done"] and last["gpt_done"] and last["beside"]
+    assert last["start"] < first["end"]  # really side by side
+    assert last["threads"] == max(1, 2 - CPU_STEP_THREADS)
+    # Same length as the one-shot decode, only the last chunk is marked last, and the stream stays
+    # within the stated chunked-decoding tolerance of the whole-file output.
+    joined = np.concatenate([c.samples for c in chunks])
+    whole = Synthesizer(bundle).synthesize(text, voice, params)
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert len(joined) == len(whole)
+    assert np.linalg.norm(joined - whole) / np.linalg.norm(whole) < 0.3
