@@ -201,11 +201,9 @@ class KVCache:
         return attention_mask(self._query_slots, key_slots, self.prefix_end[rows], key_valid)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write this forward's keys/values `[B, S, hidden]` for `layer`; return all readable ones.
-
-        The returned K/V are `[B, L, n_head, head_dim]` views of the head-major buffers
-        (`x.view(B, L, n_head, head_dim)` of them is a no-op, as for unsplit `[B, L, hidden]`).
-        """
+        """Write this forward's keys/values `[B, S, hidden]` for `layer`; return all readable ones
+        as `[B, n_head, L, head_dim]` views of the head-major buffers (attention's own layout, so
+        a decode step splits no heads; export caches return unsplit `[B, L, hidden]` instead)."""
         kb, vb = self.key_heads[layer, : self.batch], self.value_heads[layer, : self.batch]
         b, s, hidden = k.shape
         k = k.view(b, s, self.n_head, hidden // self.n_head).transpose(1, 2)
@@ -214,11 +212,11 @@ class KVCache:
             assert self._write_index is not None, "prepare() must be called before update()"
             kb.index_copy_(2, self._write_index, k)
             vb.index_copy_(2, self._write_index, v)
-            return kb.transpose(1, 2), vb.transpose(1, 2)
+            return kb, vb
         end = self.length + s
         kb[:, :, self.length : end] = k
         vb[:, :, self.length : end] = v
-        return kb[:, :, :end].transpose(1, 2), vb[:, :, :end].transpose(1, 2)
+        return kb[:, :, :end], vb[:, :, :end]
 
     def advance(self) -> None:
         """Commit the slots reserved by `prepare`."""

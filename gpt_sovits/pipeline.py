@@ -302,7 +302,7 @@ class Synthesizer:
                 last_segment = i == len(segs) - 1
                 tokens = _until_none(feed)
                 for samples, final in self._stream_segment(seg, tokens, params, seed + i, ge, should_stop,
-                                                           schedule, gpt_running):
+                                                           schedule, gpt_running, last_segment):
                     # Chunks go out as soon as they exist; only the segment's flushed tail can be last.
                     yield AudioChunk(samples, sr, i, is_last=final and last_segment)
                 if should_stop is not None and should_stop():
@@ -313,7 +313,7 @@ class Synthesizer:
             feed.close()  # stops and joins the GPT worker when the caller stops early
 
     def _stream_segment(self, seg, tokens, params, seed, ge, should_stop, schedule: list[int],
-                        gpt_running: threading.Event) -> Iterator[tuple[np.ndarray, bool]]:
+                        gpt_running: threading.Event, last_segment: bool) -> Iterator[tuple[np.ndarray, bool]]:
         """Yields (audio, is_final) pairs; the final pair (possibly empty) ends the segment.
 
         `schedule[0]` is the size of the next chunk; it is read and left grown for the caller.
@@ -364,6 +364,10 @@ class Synthesizer:
                 audio = chunker.join(window, job.result())
             if audio.size:
                 yield _peak_guard(audio), False
+        if last_segment:
+            # Every token is made; the worker may not have said so yet, but the flush below
+            # should not wait for that to take every core.
+            gpt_running.clear()
         if should_stop is not None and should_stop():
             return
         if not chunker.tokens and not buffer:

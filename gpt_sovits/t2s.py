@@ -64,6 +64,10 @@ class SinePosition(nn.Module):
         return self.dropout(x + self.alpha * self.pe[positions])
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 class SelfAttention(nn.Module):
     """Multi-head attention with a packed (q, k, v) input projection, as `nn.MultiheadAttention`."""
 
@@ -88,15 +92,16 @@ class SelfAttention(nn.Module):
         self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int
     ) -> Tensor:
         b, s, d = x.shape
+        hd = d // self.n_head
         q, k, v = self.in_projection(x).split(d, dim=-1)
         if cache is not None:
-            # The cache returns `[B, L, n_head, head_dim]` (head-major storage) or unsplit
-            # `[B, L, D]` (export wrappers); the view below splits heads for both.
+            # `KVCache` returns heads already split `[B, n_head, L, head_dim]`; the export
+            # wrappers' caches return unsplit `[B, L, D]`, split below like fresh K/V.
             k, v = cache.update(layer, k, v)
-        hd = d // self.n_head
         q = q.view(b, s, self.n_head, hd).transpose(1, 2)
-        k = k.view(b, k.shape[1], self.n_head, hd).transpose(1, 2)
-        v = v.view(b, v.shape[1], self.n_head, hd).transpose(1, 2)
+        if k.dim() == 3:
+            k = k.view(b, k.shape[1], self.n_head, hd).transpose(1, 2)
+            v = v.view(b, v.shape[1], self.n_head, hd).transpose(1, 2)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out_proj(out.transpose(1, 2).reshape(b, s, d))
@@ -117,9 +122,12 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None, cache: KVCache | None, layer: int) -> Tensor:
-        x = self.norm1(x + self.dropout(self.self_attn(x, mask, cache, layer)))
-        ff = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        return self.norm2(x + self.dropout(ff))
+        # Dropout only runs in training: at inference its three module calls per block were
+        # measurable per-token overhead of a CPU decode step.
+        drop = self.dropout if self.training else _identity
+        x = self.norm1(x + drop(self.self_attn(x, mask, cache, layer)))
+        ff = self.linear2(drop(self.activation(self.linear1(x))))
+        return self.norm2(x + drop(ff))
 
 
 class BlockStack(nn.Module):
