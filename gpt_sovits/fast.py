@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from gpt_sovits.config import GPTConfig
 from gpt_sovits.engine import DecodeRequest, _validate
 from gpt_sovits.errors import GSVError
-from gpt_sovits.kv_cache import KVCache
+from gpt_sovits.kv_cache import KVCache, SpareCaches
 from gpt_sovits.sampling import RowSampler, SamplingParams
 from gpt_sovits.sovits.model import SynthesizerTrn
 from gpt_sovits.t2s import SelfAttention, T2SModel
@@ -438,8 +438,9 @@ def vocoder_threads(gpt_running: bool) -> int:
 
 
 class _EagerState:
-    def __init__(self, model: T2SModel, cache: KVCache) -> None:
-        self.model, self.cache = model, cache
+    def __init__(self, model: T2SModel, cache: KVCache,
+                 release: Callable[[KVCache], None] | None = None) -> None:
+        self.model, self.cache, self._release = model, cache, release
         self.threads = CPU_STEP_THREADS if cache.pad.device.type == "cpu" else 0
 
     @torch.inference_mode()
@@ -449,7 +450,9 @@ class _EagerState:
             return self.model.logits(self.model(x, cache=self.cache)[:, -1])
 
     def close(self) -> None:
-        pass
+        release, self._release = self._release, None
+        if release is not None:
+            release(self.cache)
 
 
 class GraphStep:
@@ -530,9 +533,10 @@ class TorchT2S:
 
     def __init__(self, model: T2SModel, *, cuda_graph: bool = True,
                  graph_max_len: int = DEFAULT_GRAPH_MAX_LEN, force_graph_step: bool = False,
-                 graph_pool: int | None = None) -> None:
+                 graph_pool: int | None = None, spare_caches: int = 2) -> None:
         """`graph_pool`: static-cache step runners (default `DEFAULT_GRAPH_POOL` on CUDA, 1 when
-        `force_graph_step` exercises the path on CPU)."""
+        `force_graph_step` exercises the path on CPU). `spare_caches`: eager KV caches kept
+        resident for reuse (`kv_cache.SpareCaches`; 0 frees each one with its sequence)."""
         self.model = model.eval()
         self.eos = model.cfg.eos
         self.vocab_size = model.cfg.vocab_size
@@ -545,6 +549,7 @@ class TorchT2S:
             n = graph_pool if graph_pool is not None else (DEFAULT_GRAPH_POOL if on_cuda else 1)
             self.graphs = [GraphStep(model, max_len, capture=on_cuda and cuda_graph) for _ in range(max(1, n))]
         self.graph: GraphStep | None = self.graphs[0] if self.graphs else None
+        self.spare = SpareCaches(model.cfg, self.device, self.dtype, keep=spare_caches)
 
     def _acquire(self, slots: int) -> GraphStep | None:
         """A free step runner whose cache holds `slots`, or None (the caller steps eagerly)."""
@@ -561,7 +566,7 @@ class TorchT2S:
                 cache = runner.cache
                 cache.reset()
             else:
-                cache = KVCache.for_config(self.model.cfg, 1, slots, device=self.device, dtype=self.dtype)
+                cache = self.spare.take(slots)
             cache.set_layout(torch.zeros(1, dtype=torch.long, device=self.device),
                              torch.full((1,), n, dtype=torch.long, device=self.device))
             logits = self.model.logits(self.model(x, cache=cache)[:, -1])
@@ -569,7 +574,8 @@ class TorchT2S:
             if runner is not None:
                 runner.release()
             raise
-        state: T2SState = _GraphState(runner) if runner is not None else _EagerState(self.model, cache)
+        state: T2SState = (_GraphState(runner) if runner is not None
+                           else _EagerState(self.model, cache, self.spare.give))
         return logits, state
 
     def warmup(self) -> None:

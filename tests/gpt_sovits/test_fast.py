@@ -277,3 +277,22 @@ def test_cpu_threads_limits_only_inside_and_restores():
         assert vocoder_threads(gpt_running=True) == max(1, 2 - CPU_STEP_THREADS)
     finally:
         torch.set_num_threads(before)
+
+
+def test_eager_caches_are_reused_and_give_the_same_tokens(model: T2SModel, cfg: GPTConfig) -> None:
+    """A finished sequence's KV cache serves the next one (already resident), with no leftovers:
+    the second decode equals a decode on fresh caches."""
+    fresh = [list(decode_tokens(TorchT2S(model, spare_caches=0), _request(cfg), GREEDY)) for _ in range(2)]
+    backend = TorchT2S(model, spare_caches=1)
+    first = list(decode_tokens(backend, _request(cfg), GREEDY))
+    (kept,) = backend.spare._free
+    ptr = kept.key_heads.data_ptr()
+    second = list(decode_tokens(backend, _request(cfg), GREEDY))
+    assert first == second == fresh[0] == fresh[1]
+    assert [c.key_heads.data_ptr() for c in backend.spare._free] == [ptr]  # the same buffers again
+    assert kept.max_len % backend.spare.bucket == 0
+    # A request larger than every spare gets a new cache; only `keep` caches stay.
+    _, state = backend.t2s_prefill(_request(cfg), kept.max_len + 1)
+    assert backend.spare._free == [kept] and state.cache.max_len > kept.max_len
+    state.close()
+    assert backend.spare._free == [state.cache]  # the larger one: it fits every later request
