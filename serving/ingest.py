@@ -244,7 +244,8 @@ class Ingestor:
                               f"{self.settings.min_upload_seconds:g} s is needed.", code="audio_too_short")
         try:
             ref, aux = choose_segments(audio_32k, MODEL_SAMPLE_RATE, regions, probs,
-                                       max_aux=self.settings.max_aux_refs)
+                                       max_aux=self.settings.max_aux_refs,
+                                       max_s=self.settings.reference_max_seconds)
         except ValueError:
             raise IngestError(f"The {speech_s:.1f} s of detected speech cannot form a reference of at least "
                               f"{REF_MIN_S:g} s; send a longer recording.", code="audio_too_short") from None

@@ -76,12 +76,17 @@ class Segment:
 
 
 def choose_segments(audio: np.ndarray, sr: int, regions: list[tuple[float, float]], probs: np.ndarray,
-                    max_aux: int) -> tuple[Segment, list[Segment]]:
-    """The best reference and up to `max_aux` auxiliary segments (all 3-10 s, non-overlapping).
+                    max_aux: int, max_s: float = REF_MAX_S) -> tuple[Segment, list[Segment]]:
+    """The best reference and up to `max_aux` auxiliary segments (all 3 s to `max_s`, non-overlapping).
 
-    `regions` are VAD speech regions in seconds and `probs` the VAD frame probabilities.
+    `regions` are VAD speech regions in seconds and `probs` the VAD frame probabilities. A
+    shorter `max_s` gives voices a shorter prompt: less for the GPT to prefill before every
+    stream (v2 on a 2-core CPU: first chunk ~330 ms with a 6 s reference, ~260 ms with 3 s),
+    at the cost of less of the voice in the prompt.
     Raises ValueError when no candidate exists (callers check total speech first).
     """
+    if not REF_MIN_S < max_s <= REF_MAX_S:
+        raise ValueError(f"max_s must be in ({REF_MIN_S}, {REF_MAX_S}], got {max_s}")
     total_s = len(audio) / sr
     envelope = _envelope_db(audio, sr)
     candidates: list[Segment] = []
@@ -89,12 +94,12 @@ def choose_segments(audio: np.ndarray, sr: int, regions: list[tuple[float, float
     for start, end in _chunks(regions, total_s, envelope):
         if end - start < REF_MIN_S:
             short.append((start, end))
-        elif end - start <= REF_MAX_S:
+        elif end - start <= max_s:
             candidates.append(Segment(start, end))
         else:
-            candidates.extend(Segment(s, e) for s, e in _split(start, end, envelope))
+            candidates.extend(Segment(s, e) for s, e in _split(start, end, envelope, max_s))
     if not candidates:
-        candidates = _stitch(short)
+        candidates = _stitch(short, max_s)
     if not candidates:
         raise ValueError("no 3-10 s stretch of speech could be formed")
     scored = sorted((_score(seg, audio, sr, probs) for seg in candidates), key=lambda s: -s.score)
@@ -153,17 +158,23 @@ def _envelope_db(audio: np.ndarray, sr: int) -> np.ndarray:
     return 10.0 * np.log10(smooth + 1e-12)
 
 
-def _split(start: float, end: float, envelope: np.ndarray) -> list[tuple[float, float]]:
-    """Cut [start, end] (> 10 s) into 3-10 s pieces at quiet points near TARGET_S apart.
+def _target(max_s: float) -> float:
+    """Preferred piece length under a `max_s` cap: TARGET_S, or the middle of what is allowed."""
+    return min(TARGET_S, (REF_MIN_S + max_s) / 2)
 
-    Greedy from the left: the next cut lies in [pos + 3, min(pos + 10, end - 3)] (never leaving a
-    tail shorter than 3 s; the window is non-empty whenever end - pos > 10) and minimises
-    normalised level plus a small pull towards pos + TARGET_S.
+
+def _split(start: float, end: float, envelope: np.ndarray, max_s: float = REF_MAX_S) -> list[tuple[float, float]]:
+    """Cut [start, end] (> max_s) into 3 s to max_s pieces at quiet points near `_target` apart.
+
+    Greedy from the left: the next cut lies in [pos + 3, min(pos + max_s, end - 3)] (never leaving
+    a tail shorter than 3 s) and minimises normalised level plus a small pull towards
+    pos + target. A stretch that cannot be cut so (max_s < 6 s and a tail in between) loses its tail.
     """
     pieces = []
     pos = start
-    while end - pos > REF_MAX_S:
-        lo, hi = pos + REF_MIN_S, min(pos + REF_MAX_S, end - REF_MIN_S)
+    target = _target(max_s)
+    while end - pos > max_s:
+        lo, hi = pos + REF_MIN_S, min(pos + max_s, end - REF_MIN_S)
         i0, i1 = int(np.ceil(lo / ENVELOPE_HOP_S)), int(np.floor(hi / ENVELOPE_HOP_S))
         i1 = min(i1, len(envelope) - 1)
         if i1 <= i0:
@@ -171,11 +182,11 @@ def _split(start: float, end: float, envelope: np.ndarray) -> list[tuple[float, 
         level = envelope[i0 : i1 + 1]
         spread = max(float(level.max() - level.min()), 1e-6)
         times = np.arange(i0, i1 + 1) * ENVELOPE_HOP_S
-        cost = (level - level.min()) / spread + 0.3 * np.abs(times - (pos + TARGET_S)) / REF_MAX_S
+        cost = (level - level.min()) / spread + 0.3 * np.abs(times - (pos + target)) / max_s
         cut = float(times[_middle_of_minimum(cost)])
         pieces.append((pos, cut))
         pos = cut
-    if REF_MIN_S <= end - pos <= REF_MAX_S:
+    if REF_MIN_S <= end - pos <= max_s:
         pieces.append((pos, end))
     return pieces
 
@@ -192,8 +203,8 @@ def _middle_of_minimum(cost: np.ndarray, tolerance: float = 0.02) -> int:
     return (lo + hi) // 2
 
 
-def _stitch(short: list[tuple[float, float]]) -> list[Segment]:
-    """Join consecutive short chunks (with STITCH_GAP_S gaps) into 3-10 s stitched segments."""
+def _stitch(short: list[tuple[float, float]], max_s: float = REF_MAX_S) -> list[Segment]:
+    """Join consecutive short chunks (with STITCH_GAP_S gaps) into 3 s to max_s stitched segments."""
     out: list[Segment] = []
     parts: list[tuple[float, float]] = []
 
@@ -201,15 +212,15 @@ def _stitch(short: list[tuple[float, float]]) -> list[Segment]:
         return sum(e - s for s, e in ps) + STITCH_GAP_S * max(len(ps) - 1, 0)
 
     for piece in short:
-        if parts and length(parts + [piece]) > REF_MAX_S:
+        if parts and length(parts + [piece]) > max_s:
             if length(parts) >= REF_MIN_S:
                 out.append(Segment(parts[0][0], parts[-1][1], parts=tuple(parts)))
             parts = []
         parts.append(piece)
-        if length(parts) >= TARGET_S:
+        if length(parts) >= _target(max_s):
             out.append(Segment(parts[0][0], parts[-1][1], parts=tuple(parts)))
             parts = []
-    if parts and REF_MIN_S <= length(parts) <= REF_MAX_S:
+    if parts and REF_MIN_S <= length(parts) <= max_s:
         out.append(Segment(parts[0][0], parts[-1][1], parts=tuple(parts)))
     return out
 

@@ -166,6 +166,28 @@ def test_real_voice_gives_reference_and_aux(ingestor: Ingestor, voices_dir: Path
     assert 30 <= len(result.speech_16k) / 16000 <= 60
 
 
+@pytest.mark.parametrize("max_s", [4.5, 6.0])
+def test_reference_max_seconds_caps_every_segment(voices_dir: Path, max_s: float) -> None:
+    """A low-latency service cuts shorter references (less prompt to prefill per stream)."""
+    short = Ingestor(Settings(max_aux_refs=3, reference_max_seconds=max_s))
+    result = short.ingest((voices_dir / "en_allison" / "clone.flac").read_bytes(), "clone.flac")
+    lengths = [len(x) / MODEL_SAMPLE_RATE for x in (result.reference_32k, *result.aux_32k)]
+    assert all(REF_MIN_S - 0.01 <= n <= max_s + 0.01 for n in lengths), lengths
+    assert result.aux_32k and result.reference_segment.speech_ratio > 0.7
+    default = Ingestor(Settings(max_aux_refs=3)).ingest(
+        (voices_dir / "en_allison" / "clone.flac").read_bytes(), "clone.flac")
+    assert len(default.reference_32k) / MODEL_SAMPLE_RATE > 4.5  # the cap is what made them short
+
+
+def test_reference_max_seconds_is_validated() -> None:
+    for bad in (3.0, 10.0):
+        with pytest.raises(ValueError):
+            Settings(reference_max_seconds=bad)
+    audio, probs = _bursts([(0.5, 20.0)], 21.0)
+    with pytest.raises(ValueError, match="max_s"):
+        choose_segments(audio, 16000, [(0.5, 20.0)], probs, max_aux=1, max_s=12.0)
+
+
 def test_cuts_fall_in_pauses(ingestor: Ingestor, voices_dir: Path) -> None:
     """en_slt is 15 sentences joined by 0.3 s of digital silence: every cut must land in a gap.
 
