@@ -23,7 +23,7 @@ from gpt_sovits.engine import DecodeRequest, Decoder
 from gpt_sovits.errors import GSVError
 from gpt_sovits.fast import cpu_threads, grow_chunk, vocoder_threads
 from gpt_sovits.sampling import SamplingParams
-from gpt_sovits.sovits.streaming import ChunkedDecoder
+from gpt_sovits.sovits.streaming import ChunkedDecoder, Window
 from gpt_sovits.text.frontend import Segment
 from gpt_sovits.voice import VoicePrompt
 
@@ -391,7 +391,7 @@ class _WindowJob:
     """One SoVITS window decoded in its own thread with `threads` intra-op threads, so the reader
     can watch the GPT while it runs. `window=None` (nothing left to decode) is a finished job."""
 
-    def __init__(self, chunker: ChunkedDecoder, window: Any, threads: int) -> None:
+    def __init__(self, chunker: ChunkedDecoder, window: Window | None, threads: int) -> None:
         self.window = window
         self._audio: np.ndarray | None = None
         self._error: BaseException | None = None
@@ -407,6 +407,7 @@ class _WindowJob:
         # Thread counts are set explicitly: a new thread would start from whatever count
         # another thread set last. Restored after, since new threads inherit this one's.
         torch.set_num_threads(threads)
+        assert self.window is not None
         try:
             self._audio = chunker.decode(self.window)
         except BaseException as exc:  # re-raised in the reader by result()
