@@ -60,16 +60,26 @@ class Decoder:
         requests: Sequence[DecodeRequest],
         params: SamplingParams | Sequence[SamplingParams] = SamplingParams(),
         should_stop: Callable[[], bool] | None = None,
+        row_stops: Sequence[Callable[[], bool] | None] | None = None,
     ) -> list[Tensor]:
         """Decode all requests as one batch; returns each one's generated tokens (CPU int64).
 
         `params` is one setting for every row or one per request. `should_stop` is polled before
         every step; when it returns True decoding ends and the tokens so far are returned.
+        `row_stops[i]`, if given, is polled before every step while request i decodes: once it
+        returns True that row leaves the batch with its tokens so far, so a cancelled job stops
+        costing compute while the others go on.
         """
+        if row_stops is not None and len(row_stops) != len(requests):
+            raise ValueError(f"{len(row_stops)} row_stops for {len(requests)} requests")
         session = _Session(self.model, requests, _per_row(params, len(requests)), self.static_cache)
         while not session.done:
             if should_stop is not None and should_stop():
                 break
+            if row_stops is not None:
+                session.drop([i for i in session.rows if (stop := row_stops[i]) is not None and stop()])
+                if session.done:
+                    break
             session.step()
         return [torch.tensor(out, dtype=torch.long) for out in session.outputs]
 
@@ -240,6 +250,23 @@ class _Session:
             tokens = tokens[torch.tensor(keep, device=self.device)]
         self.pending = tokens
         return emitted
+
+    def drop(self, requests: Sequence[int]) -> None:
+        """Take these requests' rows out of the batch before the next step (cancelled jobs)."""
+        gone = set(requests)
+        keep = [j for j, req_idx in enumerate(self.rows) if req_idx not in gone]
+        if len(keep) == len(self.rows):
+            return
+        if not keep:
+            self.done, self.pending = True, None
+            return
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            self._keep_rows(keep)
+            if self.pending is not None:
+                self.pending = self.pending.index_select(0, index)
+            else:  # before the first step: the prefill's logits are still per row
+                self.logits = self.logits.index_select(0, index)
 
     def _keep_rows(self, keep: list[int]) -> None:
         index = torch.tensor(keep, dtype=torch.long, device=self.device)

@@ -374,15 +374,24 @@ class FastDecoder:
         self, requests: Sequence[DecodeRequest],
         params: SamplingParams | Sequence[SamplingParams] = SamplingParams(),
         should_stop: Callable[[], bool] | None = None,
+        row_stops: Sequence[Callable[[], bool] | None] | None = None,
     ) -> list[Tensor]:
         rows = [params] * len(requests) if isinstance(params, SamplingParams) else list(params)
         self._check(requests, rows)
+        if row_stops is not None and len(row_stops) != len(requests):
+            raise ValueError(f"{len(row_stops)} row_stops for {len(requests)} requests")
         out = []
-        for req, par in zip(requests, rows):
-            toks = list(decode_tokens(self.backend, req, par, sync_every=self.sync_every,
-                                      should_stop=should_stop))
+        for i, (req, par) in enumerate(zip(requests, rows)):
+            stop = _either(should_stop, row_stops[i] if row_stops is not None else None)
+            toks = list(decode_tokens(self.backend, req, par, sync_every=self.sync_every, should_stop=stop))
             out.append(torch.tensor(toks, dtype=torch.long))
         return out
+
+
+def _either(a: Callable[[], bool] | None, b: Callable[[], bool] | None) -> Callable[[], bool] | None:
+    if a is None or b is None:
+        return a or b
+    return lambda: a() or b()
 
 
 # ------------------------------------------------------------------------ PyTorch backend

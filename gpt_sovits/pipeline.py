@@ -229,7 +229,10 @@ class Synthesizer:
         requests = [r for plan in plans for r in plan.requests]
         sampling = [s for plan in plans for s in plan.sampling]
         try:
-            flat = self.decoder.generate(requests, sampling, should_stop=poll)
+            # A cancelled job's rows leave the batch; the others go on. `poll` has asked every
+            # job just before, so the rows only read the latched answer (no second question).
+            row_stops = [plan.stop.said_stop for plan in plans for _ in plan.requests]
+            flat = self.decoder.generate(requests, sampling, should_stop=poll, row_stops=row_stops)
         except Exception as exc:
             if len(plans) == 1:
                 return [exc]
@@ -529,6 +532,10 @@ class _StopLatch:
     def __call__(self) -> bool:
         if not self.hit and self.fn is not None:
             self.hit = bool(self.fn())
+        return self.hit
+
+    def said_stop(self) -> bool:
+        """Whether it has said stop already, without asking again."""
         return self.hit
 
 

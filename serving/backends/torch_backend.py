@@ -78,7 +78,8 @@ class _TorchDecoder:
 
     def generate(self, requests: Sequence[DecodeRequest],
                  params: SamplingParams | Sequence[SamplingParams] = SamplingParams(),
-                 should_stop: Callable[[], bool] | None = None) -> list[Tensor]:
+                 should_stop: Callable[[], bool] | None = None,
+                 row_stops: Sequence[Callable[[], bool] | None] | None = None) -> list[Tensor]:
         if len(requests) == 1:
-            return self._fast.generate(requests, params, should_stop)
-        return self._batched.generate(requests, params, should_stop)
+            return self._fast.generate(requests, params, should_stop, row_stops)
+        return self._batched.generate(requests, params, should_stop, row_stops)

@@ -146,6 +146,34 @@ def test_generate_can_be_cancelled(decoder: Decoder, cfg: GPTConfig) -> None:
         assert p.numel() == 6 and p.tolist() == f[:6].tolist()
 
 
+def test_a_stopped_row_leaves_the_batch(decoder: Decoder, cfg: GPTConfig) -> None:
+    """A cancelled request's row is dropped before the next step: it keeps its tokens so far,
+    the batch shrinks (no compute spent on it) and the other rows are unchanged."""
+    reqs = [request(cfg, 8, 5, 21), request(cfg, 6, 3, 22), request(cfg, 5, None, 23)]
+    params = SamplingParams(seed=9, min_new_tokens=12, max_new_tokens=12)
+    full = decoder.generate(reqs, params)
+    polls = 0
+
+    def stop_middle() -> bool:  # polled once before every step while its row is in the batch
+        nonlocal polls
+        polls += 1
+        return polls > 3
+
+    batch_sizes: list[int] = []
+    hook = decoder.model.register_forward_pre_hook(lambda _m, args: batch_sizes.append(args[0].shape[0]))
+    try:
+        out = decoder.generate(reqs, params, row_stops=[None, stop_middle, None])
+    finally:
+        hook.remove()
+    assert out[1].tolist() == full[1][:3].tolist() and polls == 4
+    assert out[0].tolist() == full[0].tolist() and out[2].tolist() == full[2].tolist()
+    assert batch_sizes[:3] == [3, 3, 3] and set(batch_sizes[3:]) == {2}
+    # Every row stopped before the first step: nothing decoded, nothing left.
+    assert [t.numel() for t in decoder.generate(reqs[:2], params, row_stops=[lambda: True] * 2)] == [0, 0]
+    with pytest.raises(ValueError, match="row_stops"):
+        decoder.generate(reqs, params, row_stops=[None])
+
+
 @pytest.mark.parametrize(
     "mutate",
     ["bert_shape", "empty_phones", "eos_in_prompt", "phone_range", "too_long", "float_phones"],

@@ -86,6 +86,12 @@ def test_generate_matches_engine_per_request(model: T2SModel, cfg: GPTConfig) ->
     expected = Decoder(model).generate(reqs, params)
     got = FastDecoder(TorchT2S(model), sync_every=2).generate(reqs, params)
     assert [g.tolist() for g in got] == [e.tolist() for e in expected]
+    # Per-request stops, as the engine's: a cancelled request ends early, the others do not.
+    polls = []
+    stopped = FastDecoder(TorchT2S(model)).generate(
+        reqs, params, row_stops=[lambda: polls.append(1) or len(polls) > 4, None])
+    assert stopped[0].tolist() == expected[0][:4].tolist()
+    assert stopped[1].tolist() == expected[1].tolist()
 
 
 class _EosModel(T2SModel):

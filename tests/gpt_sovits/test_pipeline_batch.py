@@ -83,11 +83,11 @@ class RefusingDecoder:
     def __init__(self, inner, max_phones: int) -> None:
         self.inner, self.max_phones, self.calls = inner, max_phones, 0
 
-    def generate(self, requests, params, should_stop=None):
+    def generate(self, requests, params, should_stop=None, **kwargs):
         self.calls += 1
         if any(r.phones.numel() > self.max_phones for r in requests):
             raise ValueError("request too long for this decoder")
-        return self.inner.generate(requests, params, should_stop=should_stop)
+        return self.inner.generate(requests, params, should_stop=should_stop, **kwargs)
 
 
 def test_joint_decode_error_is_pinned_on_the_job_that_caused_it(bundle, jobs, voices) -> None:
@@ -119,8 +119,21 @@ class StopAfter:
 def test_stopping_one_job_leaves_the_others_unchanged(bundle, jobs) -> None:
     synth = Synthesizer(bundle)
     stop = StopAfter(3)  # trips during the joint decode
-    results = synth.synthesize_many([(*jobs[0], None), (*jobs[1], stop), (*jobs[2], None)])
+
+    def row_steps(stops) -> int:  # batch rows summed over every GPT forward
+        rows: list[int] = []
+        hook = bundle.gpt.register_forward_pre_hook(lambda _m, args: rows.append(args[0].shape[0]))
+        try:
+            out = synth.synthesize_many([(*job, s) for job, s in zip(jobs, stops)])
+        finally:
+            hook.remove()
+        return out, sum(rows)
+
+    results, with_stop = row_steps([None, stop, None])
     assert stop.calls == 3  # latched: never asked again once it said stop
+    # Its rows left the batch at once instead of decoding on to their end beside the others.
+    _, without = row_steps([None, None, None])
+    assert with_stop < without
     assert results[1].size == 0  # nothing vocoded for the stopped job
     np.testing.assert_array_equal(results[0], alone(synth, jobs[0]))
     np.testing.assert_array_equal(results[2], alone(synth, jobs[2]))
@@ -131,11 +144,11 @@ def test_batch_ends_early_when_every_job_stopped(bundle, jobs) -> None:
     steps: list[int] = []
     inner = synth.decoder.generate
 
-    def counting(requests, params, should_stop=None):
+    def counting(requests, params, should_stop=None, **kwargs):
         def stop() -> bool:
             steps.append(1)
             return should_stop()
-        return inner(requests, params, should_stop=stop)
+        return inner(requests, params, should_stop=stop, **kwargs)
 
     synth.decoder.generate = counting  # type: ignore[method-assign]
     stops = [StopAfter(2), StopAfter(4)]

@@ -38,7 +38,7 @@ class _ProbedDecoder:
     def __init__(self, inner, probe: Probe) -> None:
         self.inner, self.probe = inner, probe
 
-    def generate(self, requests, params, should_stop=None):
+    def generate(self, requests, params, should_stop=None, **kwargs):
         steps = [0]
 
         def stop() -> bool:
@@ -47,7 +47,7 @@ class _ProbedDecoder:
                 self.probe.on_step(steps[0])
             return should_stop is not None and should_stop()
 
-        out = self.inner.generate(requests, params, should_stop=stop)
+        out = self.inner.generate(requests, params, should_stop=stop, **kwargs)
         self.probe.decode_ends.append(time.monotonic())
         return out
 
