@@ -62,8 +62,8 @@ class SynthesisParams:
     """Runaway guard: at most this many 40 ms tokens per target phone (+25); 0 disables."""
     first_chunk_tokens: int = 4
     """Streaming: tokens of audio in the first chunk (4 tokens = 160 ms). Smaller gets the first
-    audio out sooner; larger gives the next chunks more time (fewer playback stalls on a slow
-    CPU; see the README benchmark)."""
+    audio out sooner; larger gives a player more audio to start with, though on a slow CPU the
+    later chunks can still arrive late (see the README benchmark: 8 tokens did not cut stalls)."""
     first_lookahead_tokens: int = 0
     """Streaming: tokens decoded after the first chunk's end only as right context, so the first
     chunk waits for first_chunk_tokens + this many GPT tokens; later chunks use

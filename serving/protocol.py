@@ -40,7 +40,7 @@ class SamplingParams(BaseModel):
     first_chunk_tokens: int | None = Field(
         None, ge=1, le=64,
         description="Streaming only: 40 ms tokens of audio in the first chunk (server default 4). "
-                    "Larger arrives later but leaves the next chunks more time on a slow server.")
+                    "Larger arrives later, with more audio to start playback on.")
 
 
 class TTSRequest(SamplingParams):
