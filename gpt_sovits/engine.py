@@ -246,8 +246,7 @@ class _Session:
             return emitted
         self.seen.scatter_(1, tokens.unsqueeze(1), True)
         if len(keep) < len(self.rows):
-            self._keep_rows(keep)
-            tokens = tokens[torch.tensor(keep, device=self.device)]
+            tokens = tokens.index_select(0, self._keep_rows(keep))
         self.pending = tokens
         return emitted
 
@@ -260,17 +259,18 @@ class _Session:
         if not keep:
             self.done, self.pending = True, None
             return
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            self._keep_rows(keep)
+            index = self._keep_rows(keep)
             if self.pending is not None:
                 self.pending = self.pending.index_select(0, index)
             else:  # before the first step: the prefill's logits are still per row
                 self.logits = self.logits.index_select(0, index)
 
-    def _keep_rows(self, keep: list[int]) -> None:
+    def _keep_rows(self, keep: list[int]) -> Tensor:
+        """Compact cache, seen-mask, sampler and row map to the `keep` rows; returns their index."""
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.cache.keep_rows(index)
         self.seen = self.seen.index_select(0, index)
         self.sampler.select(index)
         self.rows = [self.rows[j] for j in keep]
+        return index

@@ -358,11 +358,13 @@ class Synthesizer:
                         should_stop is not None and should_stop()):
                     # The GPT finished while this window decodes on one core: the segment's
                     # last window starts now on the core the GPT left, instead of afterwards.
-                    last = _WindowJob(chunker, chunker.flush_window(list(tokens)), vocoder_threads(True))
+                    rest = chunker.flush_window(list(tokens))
+                    assert rest is not None  # open, and holds at least the window above
+                    last = _WindowJob(chunker, rest, vocoder_threads(True))
                     yield _peak_guard(chunker.join(window, job.result())), False
                     if should_stop is not None and should_stop():
                         return
-                    yield _peak_guard(last.audio_joined(chunker)), True
+                    yield _peak_guard(chunker.join(rest, last.result())), True
                     return
                 audio = chunker.join(window, job.result())
             if audio.size:
@@ -392,16 +394,13 @@ while the last chunk still decodes, the segment's final window starts beside it.
 
 class _WindowJob:
     """One SoVITS window decoded in its own thread with `threads` intra-op threads, so the reader
-    can watch the GPT while it runs. `window=None` (nothing left to decode) is a finished job."""
+    can watch the GPT while it runs."""
 
-    def __init__(self, chunker: ChunkedDecoder, window: Window | None, threads: int) -> None:
+    def __init__(self, chunker: ChunkedDecoder, window: Window, threads: int) -> None:
         self.window = window
         self._audio: np.ndarray | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
-        if window is None:
-            self._done.set()
-            return
         restore = torch.get_num_threads()
         threading.Thread(target=self._run, args=(chunker, threads, restore), daemon=True,
                          name="gsv-sovits-window").start()
@@ -410,7 +409,6 @@ class _WindowJob:
         # Thread counts are set explicitly: a new thread would start from whatever count
         # another thread set last. Restored after, since new threads inherit this one's.
         torch.set_num_threads(threads)
-        assert self.window is not None
         try:
             self._audio = chunker.decode(self.window)
         except BaseException as exc:  # re-raised in the reader by result()
@@ -432,12 +430,6 @@ class _WindowJob:
             raise self._error
         assert self._audio is not None
         return self._audio
-
-    def audio_joined(self, chunker: ChunkedDecoder) -> np.ndarray:
-        """This job's audio joined into the stream (empty if there was nothing to decode)."""
-        if self.window is None:
-            return np.zeros(0, dtype=np.float32)
-        return chunker.join(self.window, self.result())
 
 
 class _Failed:
