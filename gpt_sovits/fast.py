@@ -26,7 +26,7 @@ import copy
 import functools
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -213,34 +213,50 @@ def grow_chunk(previous: int, cap: int) -> int:
 
 
 class _WindowRecorder:
-    """Stands in for SoVITS in a `ChunkedDecoder`: records each window's token count and returns
-    silence of the right length, so a stream's windows can be listed without decoding."""
+    """Stands in for SoVITS in a `ChunkedDecoder`: records each window's (token count,
+    `vocode_from`) and returns silence of the right length, so a stream's windows can be listed
+    without decoding."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        self.lengths: set[int] = set()
+        self.lengths: set[tuple[int, int]] = set()
 
     def decode(self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
-               speed: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        self.lengths.add(int(codes.shape[-1]))
-        return torch.zeros(1, 1, codes.shape[-1] * self.cfg.samples_per_token)
+               speed: float = 1.0, generator: torch.Generator | None = None, vocode_from: int = 0) -> Tensor:
+        self.lengths.add((int(codes.shape[-1]), vocode_from))
+        return torch.zeros(1, 1, (codes.shape[-1] - vocode_from) * self.cfg.samples_per_token)
 
 
 def stream_window_lengths(sovits_cfg: Any, first_chunk: int, chunk_cap: int, max_tokens: int = 120,
-                          first_lookahead: int | None = None) -> list[int]:
-    """Token counts of the SoVITS windows that streams decode with the default `ChunkedDecoder`
-    settings, for warm-up: a segment pushed in the `grow_chunk` schedule from `first_chunk` (the
-    first segment) or from `chunk_cap` (later ones), flushed after every total up to `max_tokens`;
-    windows that start at token 0 are only listed when the schedule itself produces them (a short
-    segment's single flush can have any length)."""
+                          first_lookahead: int | None = None) -> list[tuple[int, int]]:
+    """The SoVITS windows that streams decode with the default `ChunkedDecoder` settings, as
+    (token count, `vocode_from`) pairs, for warm-up: a segment pushed in the `grow_chunk`
+    schedule from `first_chunk` (the first segment) or from `chunk_cap` (later ones), flushed
+    after every total up to `max_tokens`; windows that start at token 0 are only listed when the
+    schedule itself produces them (a short segment's single flush can have any length)."""
     key = (sovits_cfg.samples_per_token, sovits_cfg.sampling_rate, first_chunk, chunk_cap, max_tokens,
            first_lookahead)
     return list(_window_lengths(*key))
 
 
+def warm_up_windows(windows: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """A small subset of (token count, `vocode_from`) windows whose decodes meet every token
+    count (text encoder and flow) and every generator length (count - vocode_from) among
+    `windows`: kernels are built per input length, not per pair. Greedy set cover."""
+    todo = sorted(set(windows))
+    counts, lengths = {n for n, _ in todo}, {n - k for n, k in todo}
+    chosen: list[tuple[int, int]] = []
+    while counts or lengths:
+        best = max(todo, key=lambda w: (w[0] in counts) + (w[0] - w[1] in lengths))
+        chosen.append(best)
+        counts.discard(best[0])
+        lengths.discard(best[0] - best[1])
+    return chosen
+
+
 @functools.lru_cache(maxsize=8)
 def _window_lengths(samples_per_token: int, sampling_rate: int, first_chunk: int, chunk_cap: int,
-                    max_tokens: int, first_lookahead: int | None) -> tuple[int, ...]:
+                    max_tokens: int, first_lookahead: int | None) -> tuple[tuple[int, int], ...]:
     from types import SimpleNamespace
 
     from gpt_sovits.sovits.streaming import ChunkedDecoder
@@ -414,6 +430,17 @@ OpenMP worker for each costs more than it saves: v2 INT8 on the 2-core dev machi
 caller's threads: 160-190 ms with 2 vs 200-240 ms with 1). It also leaves the other core to
 SoVITS while the GPT reads ahead. OpenMP thread counts are per calling thread, so this does not
 touch other threads' settings; the caller's own count is restored after every step."""
+
+
+def set_threads(n: int) -> None:
+    """`torch.set_num_threads(n)` for the calling thread, made to stick.
+
+    torch initialises each thread's count lazily, at its first parallel op or count query, from
+    the count *any* thread set last; a thread that sets its count before that can have it
+    overwritten later by another thread's setting. Querying first runs that initialisation now.
+    """
+    torch.get_num_threads()
+    torch.set_num_threads(n)
 
 
 @contextlib.contextmanager

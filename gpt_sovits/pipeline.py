@@ -7,10 +7,9 @@ each call builds its own generators and decoders.
 """
 from __future__ import annotations
 
-import queue
 import secrets
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +20,14 @@ from torch import Tensor
 from gpt_sovits.bundle import ModelBundle
 from gpt_sovits.engine import DecodeRequest, Decoder
 from gpt_sovits.errors import GSVError
-from gpt_sovits.fast import cpu_threads, grow_chunk, vocoder_threads
+from gpt_sovits.fast import CPU_STEP_THREADS, cpu_threads, grow_chunk, vocoder_threads
+from gpt_sovits.overlap import GptPause, WindowJob, read_ahead
 from gpt_sovits.sampling import SamplingParams
-from gpt_sovits.sovits.streaming import ChunkedDecoder, Window
+from gpt_sovits.sovits.streaming import ChunkedDecoder
 from gpt_sovits.text.frontend import Segment
 from gpt_sovits.voice import VoicePrompt
 
-__all__ = ["AudioChunk", "ModelBundle", "SynthesisParams", "Synthesizer", "VoicePrompt"]
+__all__ = ["AudioChunk", "ModelBundle", "SynthesisParams", "Synthesizer", "VoicePrompt", "read_ahead"]
 
 StopFn = Callable[[], bool]
 
@@ -116,7 +116,8 @@ class AudioChunk:
 class Synthesizer:
     """Renders text with a voice. Thread-safe: models are read-only, state lives in each call."""
 
-    def __init__(self, bundle: ModelBundle, backend: Any | None = None, *, read_ahead: bool = True) -> None:
+    def __init__(self, bundle: ModelBundle, backend: Any | None = None, *, read_ahead: bool = True,
+                 first_window_all_cores: bool = True) -> None:
         """`backend`: a `serving.backends.Backend` (ONNX Runtime, TensorRT, fast PyTorch) that
         runs the GPT steps and SoVITS decodes; None runs the bundle's models directly.
 
@@ -124,11 +125,15 @@ class Synthesizer:
         (across segment boundaries) ahead of SoVITS, so the two overlap instead of taking
         turns: on a 2-core CPU a stream's wall time approaches max(GPT, SoVITS) instead of their
         sum. Tokens and audio are the same either way.
+
+        `first_window_all_cores`: on CPU, the read-ahead GPT waits while a request's first
+        SoVITS window decodes, which then takes every core (`overlap.GptPause`).
         """
         self.bundle = bundle
         self.decoder = backend.decoder() if backend is not None else Decoder(bundle.gpt)
         self.vocoder = backend.vocoder() if backend is not None else bundle.sovits
         self.read_ahead = read_ahead
+        self.first_window_all_cores = first_window_all_cores
 
     # -- stages ----------------------------------------------------------------------------
     def segments(self, text: str, params: SynthesisParams) -> list[Segment]:
@@ -292,9 +297,11 @@ class Synthesizer:
             finally:
                 gpt_running.clear()
 
+        pause = None
         if self.read_ahead:
             gpt_running.set()
-            feed = read_ahead(produce, READ_AHEAD_CHUNKS * params.chunk_tokens, should_stop)
+            pause = GptPause() if self._cpu_cores_to_share() else None
+            feed = read_ahead(produce, READ_AHEAD_CHUNKS * params.chunk_tokens, should_stop, pause)
         else:
             feed = produce(should_stop)
         # Only the first segment starts with a small chunk: later ones start where the chunk
@@ -305,7 +312,7 @@ class Synthesizer:
                 last_segment = i == len(segs) - 1
                 tokens = _until_none(feed)
                 for samples, final in self._stream_segment(seg, tokens, params, seed + i, ge, should_stop,
-                                                           schedule, gpt_running, last_segment):
+                                                           schedule, gpt_running, last_segment, pause):
                     # Chunks go out as soon as they exist; only the segment's flushed tail can be last.
                     yield AudioChunk(samples, sr, i, is_last=final and last_segment)
                 if should_stop is not None and should_stop():
@@ -316,11 +323,13 @@ class Synthesizer:
             feed.close()  # stops and joins the GPT worker when the caller stops early
 
     def _stream_segment(self, seg, tokens, params, seed, ge, should_stop, schedule: list[int],
-                        gpt_running: threading.Event, last_segment: bool) -> Iterator[tuple[np.ndarray, bool]]:
+                        gpt_running: threading.Event, last_segment: bool,
+                        pause: GptPause | None = None) -> Iterator[tuple[np.ndarray, bool]]:
         """Yields (audio, is_final) pairs; the final pair (possibly empty) ends the segment.
 
         `schedule[0]` is the size of the next chunk; it is read and left grown for the caller.
-        Each SoVITS decode takes the CPU threads the GPT worker leaves free (`vocoder_threads`).
+        Each SoVITS decode takes the CPU threads the GPT worker leaves free (`vocoder_threads`),
+        except the request's first window: with `pause`, the GPT waits and it takes them all.
         """
         text = torch.tensor(seg.phone_ids, dtype=torch.long, device=self.bundle.device)[None]
         first = schedule[0] == params.first_chunk_tokens  # the request's first chunk is in this segment
@@ -349,18 +358,23 @@ class Synthesizer:
             buffer, schedule[0] = [], grow_chunk(schedule[0], params.chunk_tokens)
             if window is None:
                 continue
-            if not gpt_running.is_set():
+            if first and window.index == 0 and pause is not None and gpt_running.is_set():
+                # Time to first audio is this window's decode: hold the GPT for it (one step,
+                # ~15 ms on CPU, is lost; the window decodes ~2x faster on every core).
+                with pause.hold() as parked, cpu_threads(vocoder_threads(not parked)):
+                    audio = chunker.join(window, chunker.decode(window))
+            elif not gpt_running.is_set():
                 with free_cores():
                     audio = chunker.join(window, chunker.decode(window))
             else:
-                job = _WindowJob(chunker, window, vocoder_threads(True))
+                job = WindowJob(chunker, window, vocoder_threads(True))
                 if not job.wait_unless(lambda: not gpt_running.is_set()) and not (
                         should_stop is not None and should_stop()):
                     # The GPT finished while this window decodes on one core: the segment's
                     # last window starts now on the core the GPT left, instead of afterwards.
                     rest = chunker.flush_window(list(tokens))
                     assert rest is not None  # open, and holds at least the window above
-                    last = _WindowJob(chunker, rest, vocoder_threads(True))
+                    last = WindowJob(chunker, rest, vocoder_threads(True))
                     yield _peak_guard(chunker.join(window, job.result())), False
                     if should_stop is not None and should_stop():
                         return
@@ -382,6 +396,11 @@ class Synthesizer:
             tail = chunker.flush(buffer)  # one decode for the rest and the tail
         yield _peak_guard(tail), True
 
+    def _cpu_cores_to_share(self) -> bool:
+        """Whether the GPT worker and SoVITS share CPU cores (what `GptPause` is for)."""
+        return (self.first_window_all_cores and self.bundle.device.type == "cpu"
+                and torch.get_num_threads() > CPU_STEP_THREADS)
+
     def _silence(self, params: SynthesisParams) -> np.ndarray:
         return np.zeros(int(round(params.fragment_interval * self.bundle.sample_rate)), dtype=np.float32)
 
@@ -390,105 +409,6 @@ READ_AHEAD_CHUNKS = 2
 """The GPT worker may run this many full chunks of tokens ahead of the reader: while SoVITS
 decodes one chunk on the other core the GPT makes most of the next, and when the GPT can finish
 while the last chunk still decodes, the segment's final window starts beside it."""
-
-
-class _WindowJob:
-    """One SoVITS window decoded in its own thread with `threads` intra-op threads, so the reader
-    can watch the GPT while it runs."""
-
-    def __init__(self, chunker: ChunkedDecoder, window: Window, threads: int) -> None:
-        self.window = window
-        self._audio: np.ndarray | None = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        restore = torch.get_num_threads()
-        threading.Thread(target=self._run, args=(chunker, threads, restore), daemon=True,
-                         name="gsv-sovits-window").start()
-
-    def _run(self, chunker: ChunkedDecoder, threads: int, restore: int) -> None:
-        # Thread counts are set explicitly: a new thread would start from whatever count
-        # another thread set last. Restored after, since new threads inherit this one's.
-        torch.set_num_threads(threads)
-        try:
-            self._audio = chunker.decode(self.window)
-        except BaseException as exc:  # re-raised in the reader by result()
-            self._error = exc
-        finally:
-            torch.set_num_threads(restore)
-            self._done.set()
-
-    def wait_unless(self, give_up: Callable[[], bool], poll_s: float = 0.005) -> bool:
-        """Wait for the decode; False as soon as `give_up()` says so while it still runs."""
-        while not self._done.wait(poll_s):
-            if give_up():
-                return self._done.is_set()
-        return True
-
-    def result(self) -> np.ndarray:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._audio is not None
-        return self._audio
-
-
-class _Failed:
-    """Carries an exception from the GPT worker to the reader."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_END = object()
-
-
-def read_ahead(
-    produce: Callable[[StopFn], Iterator[Any]], limit: int, should_stop: StopFn | None = None,
-) -> Generator[Any, None, None]:
-    """Run `produce(stop)` in a worker thread, at most `limit` items ahead of the reader.
-
-    The worker polls `stop` (true once the reader is closed or `should_stop()` says so) and is
-    joined when the reader finishes or is closed; its exceptions are re-raised in the reader.
-    """
-    if limit < 1:
-        raise ValueError(f"read-ahead limit must be >= 1, got {limit}")
-    box: queue.Queue[Any] = queue.Queue(maxsize=limit)
-    halt = threading.Event()
-
-    def stop() -> bool:
-        return halt.is_set() or (should_stop is not None and should_stop())
-
-    def put(item: Any) -> bool:
-        while not halt.is_set():
-            try:
-                box.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in produce(stop):
-                if not put(item):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the reader, which raises it
-            put(_Failed(exc))
-
-    worker = threading.Thread(target=work, name="gsv-gpt-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = box.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        halt.set()
-        worker.join()
 
 
 def _until_none(feed: Iterator[Any]) -> Iterator[int]:

@@ -206,15 +206,22 @@ class SynthesizerTrn(nn.Module):
     def decode(
         self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
         speed: float = 1.0, generator: torch.Generator | None = None,
-        text_encoded: tuple[Tensor, Tensor] | None = None,
+        text_encoded: tuple[Tensor, Tensor] | None = None, vocode_from: int = 0,
     ) -> Tensor:
         """Semantic codes [1, 1, T] + target phones [1, N] + style -> audio [1, 1, samples].
 
         samples = T * 1280 at speed 1, otherwise (int(2T / speed) + 1) * 640. `noise_scale`
         scales the prior sample; 0 makes the output deterministic. `text_encoded` is
         `encode_text(text)`, for callers that decode many windows of one segment.
+        `vocode_from` (speed 1 only): run the HiFi-GAN generator from that token on, and return
+        only the audio of tokens `vocode_from..T` (`(T - vocode_from) * 1280` samples); the text
+        encoder and flow still see every token. Streaming uses it to give the generator, which
+        has a short receptive field and ~90 % of the cost, less left context than the flow.
         """
         self._check_decode_inputs(codes, text, ge, speed)
+        if vocode_from and (speed != 1 or not 0 <= vocode_from < codes.size(2)):
+            raise SoVITSInputError(
+                f"vocode_from must be in [0, {codes.size(2)}) at speed 1; got {vocode_from} at speed {speed}")
         ge = ge.to(self.ssl_proj.weight.dtype)
         quantized = self.quantizer.decode(codes.long())  # [1, 1, T] read as [n_q, B, T]
         quantized = quantized.repeat_interleave(FRAMES_PER_TOKEN, dim=-1)
@@ -226,8 +233,8 @@ class SynthesizerTrn(nn.Module):
         if noise_scale:
             noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
             z_p = m_p + noise * torch.exp(logs_p) * noise_scale
-        z = self.flow(z_p, y_mask, g=ge, reverse=True)
-        return self.dec(z * y_mask, g=ge)
+        z = self.flow(z_p, y_mask, g=ge, reverse=True) * y_mask
+        return self.dec(z[..., FRAMES_PER_TOKEN * vocode_from:], g=ge)
 
     @torch.no_grad()
     def encode_text(self, text: Tensor) -> tuple[Tensor, Tensor]:

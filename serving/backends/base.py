@@ -25,7 +25,7 @@ from torch import Tensor
 from gpt_sovits.config import GPTConfig, SoVITSConfig
 from gpt_sovits.engine import DecodeRequest
 from gpt_sovits.errors import GSVError
-from gpt_sovits.fast import FastDecoder, T2SState, stream_window_lengths
+from gpt_sovits.fast import FastDecoder, T2SState, stream_window_lengths, warm_up_windows
 from gpt_sovits.sampling import SamplingParams
 
 
@@ -51,6 +51,9 @@ class Backend(ABC):
     """One runtime for the GPT step and the SoVITS chunk decode (see the module docstring)."""
 
     name: ClassVar[str] = "abstract"
+    partial_vocode: ClassVar[bool] = False
+    """Whether `decode_chunk` takes `vocode_from` (see `SynthesizerTrn.decode`); others decode
+    the whole window and `ChunkVocoder` cuts the audio, which costs the full window."""
 
     def __init__(self, gpt_config: GPTConfig, sovits_config: SoVITSConfig, precision: str,
                  device: torch.device) -> None:
@@ -110,8 +113,9 @@ class Backend(ABC):
         self.decode_chunk(torch.tensor(codes, device=self.device).view(1, 1, -1), phones, ge, 0.0)
         self.warm_stream_windows(ge, phones, stream_params)
 
-    def warm_stream_windows(self, ge: Tensor, phones: Tensor, stream_params: Any | None = None) -> list[int]:
-        """Decode once at every window length the default streaming schedule uses (see
+    def warm_stream_windows(self, ge: Tensor, phones: Tensor,
+                            stream_params: Any | None = None) -> list[tuple[int, int]]:
+        """Decode once at every window shape the default streaming schedule uses (see
         `stream_window_lengths`): on CPU the first decode at a new length builds its convolution
         kernels, which would otherwise land on a listener's chunk. Returns the lengths."""
         from gpt_sovits.pipeline import SynthesisParams
@@ -119,8 +123,13 @@ class Backend(ABC):
         defaults = stream_params or SynthesisParams()
         lengths = stream_window_lengths(self.sovits_config, defaults.first_chunk_tokens, defaults.chunk_tokens,
                                         first_lookahead=defaults.first_lookahead_tokens)
-        for n in lengths:
-            self.decode_chunk(torch.zeros(1, 1, n, dtype=torch.long, device=self.device), phones, ge, 0.0)
+        if not self.partial_vocode:  # the whole window is decoded anyway: one per length
+            lengths = sorted({(n, 0) for n, _ in lengths})
+        lengths = warm_up_windows(lengths)
+        vocoder = self.vocoder()
+        for n, vocode_from in lengths:
+            vocoder.decode(torch.zeros(1, 1, n, dtype=torch.long, device=self.device), phones, ge, 0.0,
+                           vocode_from=vocode_from)
         return lengths
 
 
@@ -133,9 +142,14 @@ class ChunkVocoder:
 
     def decode(self, codes: Tensor, text: Tensor, ge: Tensor, noise_scale: float = 0.5,
                speed: float = 1.0, generator: torch.Generator | None = None,
-               text_encoded: Any | None = None) -> Tensor:
-        extra = {} if text_encoded is None else {"text_encoded": text_encoded}
-        return self.backend.decode_chunk(codes, text, ge, noise_scale, speed, generator, **extra)
+               text_encoded: Any | None = None, vocode_from: int = 0) -> Tensor:
+        extra: dict[str, Any] = {} if text_encoded is None else {"text_encoded": text_encoded}
+        if vocode_from and self.backend.partial_vocode:
+            extra["vocode_from"] = vocode_from
+        audio = self.backend.decode_chunk(codes, text, ge, noise_scale, speed, generator, **extra)
+        if vocode_from and not self.backend.partial_vocode:
+            audio = audio[..., vocode_from * self.cfg.samples_per_token:]
+        return audio
 
     def encode_text(self, phones: Tensor) -> Any | None:
         """The backend's cached phone encoding for `decode(..., text_encoded=...)`, or None when

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from gpt_sovits.errors import GSVError
+from gpt_sovits.fast import set_threads
 from gpt_sovits.sampling import SamplingParams
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -430,7 +431,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     from serving.backends import BackendUnavailableError, make_backend
 
     threads = options.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    set_threads(threads)
     by_name = {t.name: t for t in TEXTS}
     unknown = [n for n in options.texts if n not in by_name]
     if unknown:

@@ -20,6 +20,7 @@ class TorchBackend(Backend):
     """Runs the bundle's models in PyTorch (on `device`, default the bundle's)."""
 
     name = "torch"
+    partial_vocode = True
 
     def __init__(self, bundle: Any, *, device: str | torch.device | None = None,
                  precision: str = "auto", cuda_graph: bool = True, vocoder_precision: str = "auto") -> None:
@@ -39,9 +40,9 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def decode_chunk(self, codes: Tensor, phones: Tensor, ge: Tensor, noise_scale: float = 0.5,
                      speed: float = 1.0, generator: torch.Generator | None = None,
-                     text_encoded: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                     text_encoded: tuple[Tensor, Tensor] | None = None, vocode_from: int = 0) -> Tensor:
         audio = self.sovits.decode(codes.to(self.device), phones.to(self.device), ge.to(self.device),
-                                   noise_scale, speed, generator, text_encoded)
+                                   noise_scale, speed, generator, text_encoded, vocode_from)
         return audio.float()
 
     @torch.inference_mode()

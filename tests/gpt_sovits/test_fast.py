@@ -302,3 +302,32 @@ def test_eager_caches_are_reused_and_give_the_same_tokens(model: T2SModel, cfg: 
     assert backend.spare._free == [kept] and state.cache.max_len > kept.max_len
     state.close()
     assert backend.spare._free == [state.cache]  # the larger one: it fits every later request
+
+
+def test_set_threads_sticks_when_another_thread_sets_a_count_later():
+    """torch gives a thread the count any thread set last, at the thread's first count query or
+    parallel op; `set_threads` must not be undone that way (window jobs beside the GPT would
+    otherwise run on every core)."""
+    import threading
+    import time
+
+    from gpt_sovits.fast import set_threads
+
+    before = torch.get_num_threads()
+    seen: dict[str, int] = {}
+
+    def job(name: str, setter) -> None:
+        setter(1)
+        time.sleep(0.2)  # the main thread sets 2 meanwhile
+        seen[name] = torch.get_num_threads()
+
+    try:
+        # (With plain torch.set_num_threads the job reads 2 here on torch 2.13.)
+        worker = threading.Thread(target=job, args=("set_threads", set_threads))
+        worker.start()
+        time.sleep(0.1)
+        torch.set_num_threads(2)
+        worker.join()
+    finally:
+        torch.set_num_threads(before)
+    assert seen["set_threads"] == 1

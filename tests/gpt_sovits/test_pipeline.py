@@ -266,11 +266,14 @@ class _DecodeLog:
         self.calls: list[dict] = []
         self._lock = threading.Lock()
         self._in_flight = 0
+        self.token_times: list[float] = []  # when the GPT handed out each token
         stream, decode = synth.decoder.stream, synth.vocoder.decode
 
         def gpt(*args, **kwargs):
             n = next(streams)
-            yield from stream(*args, **kwargs)
+            for token in stream(*args, **kwargs):
+                self.token_times.append(time.perf_counter())
+                yield token
             if n == segments:
                 self.gpt_done.set()
 
@@ -309,7 +312,8 @@ def test_streaming_vocoder_leaves_the_gpt_its_core(bundle, voice, two_threads):
     (unless another window is still decoding on one of them)."""
     from gpt_sovits.fast import CPU_STEP_THREADS
 
-    synth = Synthesizer(bundle, read_ahead=True)
+    # Without the first window's pause, which would let the tiny GPT finish before window 2.
+    synth = Synthesizer(bundle, read_ahead=True, first_window_all_cores=False)
     params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 4})
     log = _DecodeLog(synth, len(synth.segments(TEXT, params)))
     list(synth.stream(TEXT, voice, params))
@@ -324,12 +328,33 @@ def test_streaming_vocoder_leaves_the_gpt_its_core(bundle, voice, two_threads):
     assert torch.get_num_threads() == 2
 
 
+def test_first_window_holds_the_gpt_and_takes_every_core(bundle, voice, two_threads):
+    """The request's first window decodes on every core while the GPT waits between two steps;
+    later windows share the CPU with it again. Audio is unchanged."""
+    from gpt_sovits.fast import CPU_STEP_THREADS
+
+    params = SynthesisParams(**{**EXACT.__dict__, "first_chunk_tokens": 2, "chunk_tokens": 4})
+    synth = Synthesizer(bundle, read_ahead=True)
+    log = _DecodeLog(synth, len(synth.segments(TEXT, params)))
+    audio = next(c.samples for c in synth.stream(TEXT, voice, params))
+    first = log.calls[0]
+    assert first["reader"] and first["threads"] == 2 and not first["gpt_done"]
+    assert not [t for t in log.token_times if first["start"] < t < first["end"]]  # no step ran
+    later = [c for c in log.calls[1:] if not c["gpt_done"]]
+    assert all(c["threads"] == max(1, 2 - CPU_STEP_THREADS) for c in later)
+    # The first chunk is the same computation on more threads (later windows' plans depend on
+    # timing: see test_last_window_decodes_beside_the_one_in_flight).
+    plain = Synthesizer(bundle, read_ahead=True, first_window_all_cores=False)
+    np.testing.assert_allclose(next(c.samples for c in plain.stream(TEXT, voice, params)), audio, atol=1e-4)
+
+
 def test_last_window_decodes_beside_the_one_in_flight(bundle, voice, two_threads):
     """When the GPT finishes while a window decodes on one core, the segment's last window
     starts at once on the core the GPT left, instead of after that decode."""
     from gpt_sovits.fast import CPU_STEP_THREADS
 
-    synth = Synthesizer(bundle, read_ahead=True)
+    # The first window would hold the GPT (first_window_all_cores): hold a later one instead.
+    synth = Synthesizer(bundle, read_ahead=True, first_window_all_cores=False)
     text = "Hello world this is one sentence."
     # chunk_tokens also sizes the read-ahead queue: room for every token, so the GPT can finish
     # while the first window is held in flight.

@@ -82,13 +82,16 @@ def test_stream_length_equals_oneshot(chunks: list[int], speed: float) -> None:
     assert out.dtype == np.float32
 
 
-def _record_windows(monkeypatch: pytest.MonkeyPatch, model: SynthesizerTrn) -> list[int]:
-    """Make `model.decode` append each window's token count to the returned list."""
-    windows: list[int] = []
+def _record_windows(monkeypatch: pytest.MonkeyPatch, model: SynthesizerTrn, *,
+                    vocode_from: bool = False) -> list:
+    """Make `model.decode` append each window's token count (with `vocode_from`: the pair
+    (token count, vocode_from)) to the returned list."""
+    windows: list = []
     original = model.decode
 
     def spy(codes_: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
-        windows.append(codes_.shape[-1])
+        n = codes_.shape[-1]
+        windows.append((n, kwargs.get("vocode_from", 0)) if vocode_from else n)
         return original(codes_, *args, **kwargs)
 
     monkeypatch.setattr(model, "decode", spy)
@@ -109,9 +112,11 @@ def test_windows_after_the_first_are_widened_to_the_bucket(monkeypatch: pytest.M
     model = _model(n_layers=1)  # local model: more left context must not change the audio
     codes, phones, ge = _case(model, tokens=61)
     windows = _record_windows(monkeypatch, model)
-    plain = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=1), codes, [5, 7])
+    plain = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=1,
+                                         vocoder_context=None), codes, [5, 7])
     plain_windows, windows[:] = list(windows), []
-    bucketed = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=8), codes, [5, 7])
+    bucketed = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, window_bucket=8,
+                                            vocoder_context=None), codes, [5, 7])
     # Windows that start at token 0 cannot widen; every other one becomes a multiple of 8, at
     # most 7 tokens wider than without buckets.
     assert windows[0] == plain_windows[0] == 5
@@ -123,11 +128,11 @@ def test_windows_after_the_first_are_widened_to_the_bucket(monkeypatch: pytest.M
 
 
 def test_stream_window_lengths_lists_what_streams_decode(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gpt_sovits.fast import grow_chunk, stream_window_lengths
+    from gpt_sovits.fast import grow_chunk, stream_window_lengths, warm_up_windows
 
     model = _model()
     warm = set(stream_window_lengths(model.cfg, first_chunk=4, chunk_cap=16))
-    seen = _record_windows(monkeypatch, model)
+    seen = _record_windows(monkeypatch, model, vocode_from=True)
     for total in (9, 37, 61, 90):  # streams of several lengths in the same schedule
         codes, phones, ge = _case(model, tokens=total)
         dec, size, pushed = ChunkedDecoder(model, ge, phones, noise_scale=0.0), 4, 0
@@ -136,7 +141,56 @@ def test_stream_window_lengths_lists_what_streams_decode(monkeypatch: pytest.Mon
             pushed, size = pushed + size, grow_chunk(size, 16)
         dec.flush(codes[pushed:])
     assert set(seen) <= warm
-    assert len(warm) < 30  # a small set, cheap to warm up
+    # Warm-up needs each text-encoder/flow length and each generator length once.
+    covering = warm_up_windows(warm)
+    assert {n for n, _ in covering} == {n for n, _ in warm}
+    assert {n - k for n, k in covering} == {n - k for n, k in warm}
+    assert len(covering) <= len({n for n, _ in warm}) + 3  # about one decode per length
+
+
+def test_decode_from_a_later_token_is_the_cut_of_the_whole_decode() -> None:
+    model = _model()
+    codes, phones, ge = _case(model, 30)
+    whole = _oneshot(model, codes, phones, ge)
+    spt = model.cfg.samples_per_token
+    tensor = torch.tensor(codes).view(1, 1, -1)
+    for start in (1, 8, 26):
+        part = model.decode(tensor, phones, ge, noise_scale=0.0, vocode_from=start)[0, 0].numpy()
+        assert len(part) == len(whole) - start * spt
+        # The generator's receptive field ends within 3 tokens (tiny and v2 alike): beyond it
+        # the generator cannot tell where its input was cut.
+        assert relative_l2(part[3 * spt:], whole[(start + 3) * spt:]) < 1e-4
+    cut_short = model.decode(tensor, phones, ge, noise_scale=0.0, vocode_from=20)[0, 0].numpy()
+    assert relative_l2(cut_short[:spt], whole[20 * spt:21 * spt]) > 1e-2  # the cut shows right at it
+    for bad, speed in ((30, 1.0), (-1, 1.0), (4, 1.25)):
+        with pytest.raises(SoVITSInputError, match="vocode_from"):
+            model.decode(tensor, phones, ge, noise_scale=0.0, speed=speed, vocode_from=bad)
+
+
+def test_vocoder_context_decodes_less_and_sounds_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(n_layers=1)
+    codes, phones, ge = _case(model, tokens=90)
+    ref = _oneshot(model, codes, phones, ge)
+    seen: list[int] = []
+    original = model.dec.forward
+    monkeypatch.setattr(model.dec, "forward", lambda z, *a, **k: seen.append(z.size(-1)) or original(z, *a, **k))
+    full = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, vocoder_context=None), codes, [4, 8, 16, 32])
+    full_frames, seen[:] = sum(seen), []
+    windows = _record_windows(monkeypatch, model, vocode_from=True)
+    short = stream_decode(ChunkedDecoder(model, ge, phones, noise_scale=0.0, vocoder_context=4), codes, [4, 8, 16, 32])
+    assert short.shape == full.shape == ref.shape
+    assert relative_l2(short, full) < 1e-4
+    assert relative_l2(short, ref) < 1e-3  # local model, default context and lookahead
+    once = 2 * len(codes)  # latent frames of the one-shot decode
+    assert sum(seen) - once < 0.6 * (full_frames - once)  # much less context decoded again
+    starts = [(n, k) for n, k in windows if k > 0]
+    assert len(starts) >= 3
+    assert all((n - k) % 8 == 0 for n, k in starts)  # generator lengths follow the buckets too
+    with pytest.raises(SoVITSInputError, match="vocoder_context"):
+        ChunkedDecoder(model, ge, phones, vocoder_context=0)
+    # At other speeds tokens do not map to whole frames: the generator takes the whole window.
+    slow = ChunkedDecoder(model, ge, phones, noise_scale=0.0, speed=0.8, vocoder_context=4)
+    assert slow.vocoder_context is None
 
 
 def test_push_and_flush_protocol() -> None:

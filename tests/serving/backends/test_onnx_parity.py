@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -179,3 +180,22 @@ def test_cpu_sovits_uses_the_narrow_session_while_the_gpt_holds_a_core(export_di
         torch.set_num_threads(before)
     assert calls == ["full", "narrow"]
     assert torch.allclose(full, narrow, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["torch", "onnx"])
+def test_vocoder_cuts_windows_from_vocode_from(torch_backend, onnx_backend, tiny_bundle, which):
+    """Streaming asks the vocoder for the audio from `vocode_from` on: torch runs the generator
+    from there, ONNX (whole-window graph) decodes everything and cuts; both give that audio."""
+    backend = torch_backend if which == "torch" else onnx_backend
+    assert backend.partial_vocode == (which == "torch")
+    vocoder = backend.vocoder()
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, tiny_bundle.sovits_config.codebook_size, (1, 1, 20), generator=gen)
+    phones = torch.randint(1, 100, (1, 9), generator=gen)
+    ge = torch.randn(1, tiny_bundle.sovits_config.gin_channels, 1, generator=gen)
+    spt = tiny_bundle.sovits_config.samples_per_token
+    whole = vocoder.decode(codes, phones, ge, 0.0)[0, 0].numpy()
+    cut = vocoder.decode(codes, phones, ge, 0.0, vocode_from=8)[0, 0].numpy()
+    assert len(cut) == len(whole) - 8 * spt
+    # Past the generator's receptive field (3 tokens) the cut audio is the whole decode's.
+    np.testing.assert_allclose(cut[3 * spt:], whole[11 * spt:], atol=1e-4)
