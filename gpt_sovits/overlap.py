@@ -27,9 +27,10 @@ class GptPause:
 
     The worker calls `checkpoint` between steps; the reader's `hold()` closes the gate and waits
     (briefly) for the worker to reach it, so the step in flight finishes first and no step runs
-    during the hold. On a 2-core CPU the first SoVITS window then decodes on both cores (v2:
-    ~55 ms instead of ~100 ms on one core beside a GPT step), which is most of what stands
-    between the first GPT tokens and the first audio.
+    during the hold. On a 2-core CPU the first SoVITS window then decodes on both cores instead
+    of on one beside a GPT step (v2, 4 tokens alone: 54 ms on two cores vs 82 ms on one; in the
+    benchmark the first chunk came 50-60 ms sooner); that window is most of what stands between
+    the first GPT tokens and the first audio.
     """
 
     def __init__(self) -> None:
