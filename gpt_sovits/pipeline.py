@@ -134,6 +134,7 @@ class Synthesizer:
         self.vocoder = backend.vocoder() if backend is not None else bundle.sovits
         self.read_ahead = read_ahead
         self.first_window_all_cores = first_window_all_cores
+        self._compute_device = torch.device(getattr(backend, "device", bundle.device))
 
     # -- stages ----------------------------------------------------------------------------
     def segments(self, text: str, params: SynthesisParams) -> list[Segment]:
@@ -398,7 +399,7 @@ class Synthesizer:
 
     def _cpu_cores_to_share(self) -> bool:
         """Whether the GPT worker and SoVITS share CPU cores (what `GptPause` is for)."""
-        return (self.first_window_all_cores and self.bundle.device.type == "cpu"
+        return (self.first_window_all_cores and self._compute_device.type == "cpu"
                 and torch.get_num_threads() > CPU_STEP_THREADS)
 
     def _silence(self, params: SynthesisParams) -> np.ndarray:
