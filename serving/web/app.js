@@ -136,11 +136,33 @@ async function deleteVoice(id) {
 // ---------------------------------------------------------------------- speak
 class StreamPlayer {
   // Schedules PCM pieces back to back on an AudioContext; silently does nothing if audio is blocked.
+  // A piece that arrives after the audio before it has finished (an underrun: on a slow CPU the
+  // early chunks can come later than real time) starts `lead` seconds ahead instead of at once,
+  // and each underrun doubles `lead` (up to MAX_LEAD): a slow server then makes one or two longer
+  // pauses instead of a stutter at every chunk. The first piece plays at once.
   constructor(rate) {
+    this.lead = StreamPlayer.FIRST_LEAD;
+    this.underruns = 0;
+    this.started = false;
     try {
       this.ctx = new (window.AudioContext || window.webkitAudioContext)({ sampleRate: rate });
-      this.at = this.ctx.currentTime + 0.05;
+      this.at = 0;
     } catch (_) { this.ctx = null; }
+  }
+  schedule(duration) {
+    // Where a piece of `duration` seconds starts; advances the play head past it.
+    const now = this.ctx.currentTime;
+    if (!this.started) {
+      this.at = now + StreamPlayer.FIRST_LEAD;
+      this.started = true;
+    } else if (this.at < now) {
+      this.underruns += 1;
+      this.lead = Math.min(StreamPlayer.MAX_LEAD, this.lead * 2);
+      this.at = now + this.lead;
+    }
+    const start = this.at;
+    this.at += duration;
+    return start;
   }
   play(samples) {
     if (!this.ctx || !samples.length) return;
@@ -150,12 +172,12 @@ class StreamPlayer {
       const src = this.ctx.createBufferSource();
       src.buffer = buf;
       src.connect(this.ctx.destination);
-      this.at = Math.max(this.at, this.ctx.currentTime);
-      src.start(this.at);
-      this.at += buf.duration;
+      src.start(this.schedule(buf.duration));
     } catch (_) { /* playback is best effort; the result still goes to <audio> */ }
   }
 }
+StreamPlayer.FIRST_LEAD = 0.05;
+StreamPlayer.MAX_LEAD = 0.8;
 
 async function speak() {
   const voiceId = $("voice-select").value;

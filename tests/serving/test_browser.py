@@ -72,3 +72,44 @@ def test_upload_synthesize_and_play(browser, tmp_path, tiny_bundle, helpers) -> 
         status = browser.find_element(By.ID, "speak-status").text
         assert error is None and duration > 0.1
         assert "s of audio" in status and browser.find_element(By.ID, "download-link").is_displayed()
+
+
+_PLAYER_SCRIPT = """
+const done = arguments[arguments.length - 1];
+const p = new StreamPlayer(32000);
+if (!p.ctx) { done(null); return; }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+(async () => {
+  await p.ctx.resume();
+  const out = [];
+  const piece = () => {
+    const now = p.ctx.currentTime, start = p.schedule(0.1);
+    out.push({ delay: start - now, start: start, underruns: p.underruns, lead: p.lead });
+  };
+  piece(); piece();                      // the first piece, then one right behind it
+  for (let i = 0; i < 5; i++) {  // each piece arrives 150 ms after the audio before it ran out
+    await sleep((p.at - p.ctx.currentTime) * 1000 + 150);
+    piece();
+  }
+  done(out);
+})();
+"""
+
+
+def test_stream_player_buffers_more_after_each_underrun(browser, tmp_path, tiny_bundle, helpers) -> None:
+    """Pieces that arrive in time play back to back; after an underrun the next piece starts
+    `lead` ahead, and the lead doubles per underrun up to 0.8 s (fewer, longer pauses)."""
+    app = helpers.make_app(tmp_path, tiny_bundle, warmup=False)
+    with helpers.live_server(app) as (_, url):
+        browser.get(url + "/")
+        browser.set_script_timeout(30)
+        out = browser.execute_async_script(_PLAYER_SCRIPT)
+    if out is None:
+        pytest.skip("no AudioContext in this browser")
+    first, second, *late = out
+    assert first["delay"] == pytest.approx(0.05, abs=0.02) and first["underruns"] == 0
+    assert second["start"] == pytest.approx(first["start"] + 0.1, abs=1e-6) and second["underruns"] == 0
+    assert [p["underruns"] for p in late] == [1, 2, 3, 4, 5]
+    assert [p["lead"] for p in late] == pytest.approx([0.1, 0.2, 0.4, 0.8, 0.8])
+    for p in late:
+        assert p["delay"] == pytest.approx(p["lead"], abs=0.02)
