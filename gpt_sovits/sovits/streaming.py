@@ -117,7 +117,8 @@ class ChunkedDecoder:
         `vocoder_context`: how much of the left context the HiFi-GAN generator decodes again
         (None: all of it), for models whose `decode` takes `vocode_from`. The text encoder and
         flow need the full context (attention, long WaveNet stacks) but cost ~10 % of a window;
-        the generator's receptive field is about 5 tokens and it costs the rest."""
+        the generator costs the rest, and its left receptive field ends within 3 tokens in
+        practice (about 5 on paper)."""
         if left_context < 0 or lookahead < 0 or fade_ms < 0 or window_bucket < 1:
             raise SoVITSInputError("left_context, lookahead and fade_ms must be >= 0, window_bucket >= 1")
         if vocoder_context is not None and vocoder_context < 1:
@@ -256,20 +257,21 @@ class ChunkedDecoder:
     def _window_start(self) -> int:
         """First token of the next decoded window: `left_context` before the boundary, widened
         to the left until the window length is a multiple of `window_bucket` (if there is room)."""
-        start = max(0, self._boundary - self.left_context)
-        if start > 0:
-            start = max(0, start - (start - len(self._tokens)) % self.window_bucket)
-        return start
+        return self._widened(max(0, self._boundary - self.left_context), 0)
 
     def _vocode_start(self, start: int) -> int:
-        """First token the generator decodes: `vocoder_context` before the boundary, widened to
-        the left (not past `start`) so the generator's length is a multiple of `window_bucket`."""
+        """First token the generator decodes: `vocoder_context` before the boundary, widened the
+        same way (not past the window's `start`), so generator lengths fall in buckets too."""
         if self.vocoder_context is None:
             return start
-        first = max(start, self._boundary - self.vocoder_context)
-        if first > start:
-            first = max(start, first - (first - len(self._tokens)) % self.window_bucket)
-        return first
+        return self._widened(max(start, self._boundary - self.vocoder_context), start)
+
+    def _widened(self, first: int, floor: int) -> int:
+        """`first` moved left, not below `floor`, until `first..last token` is a whole number of
+        buckets; `floor` itself when there is no room for that."""
+        if first <= floor:
+            return floor
+        return max(floor, first - (first - len(self._tokens)) % self.window_bucket)
 
     def _plan(self, until: int, final: bool) -> Window:
         self.prepare()
