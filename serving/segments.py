@@ -81,8 +81,7 @@ def choose_segments(audio: np.ndarray, sr: int, regions: list[tuple[float, float
 
     `regions` are VAD speech regions in seconds and `probs` the VAD frame probabilities. A
     shorter `max_s` gives voices a shorter prompt: less for the GPT to prefill before every
-    stream (v2 on a 2-core CPU: first chunk ~330 ms with a 6 s reference, ~260 ms with 3 s),
-    at the cost of less of the voice in the prompt.
+    stream (see `Settings.reference_max_seconds`), at the cost of less of the voice in the prompt.
     Raises ValueError when no candidate exists (callers check total speech first).
     """
     if not REF_MIN_S < max_s <= REF_MAX_S:

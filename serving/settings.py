@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     """Fine-tuned model pairs kept loaded at once (LRU); 0 disables fine-tuned voices."""
     reference_max_seconds: float = Field(default=9.9, gt=3.1, le=9.9)
     """Longest reference clip cut from an upload (3.1-9.9 s). Every stream prefills the
-    reference's prompt, so shorter is faster to first audio (v2, 2-core CPU: ~330 ms with a 6 s
-    reference, ~260 ms with 3 s) and carries less of the voice. 4-5 suits low-latency voices."""
+    reference's prompt, so shorter is faster to first audio (v2, 2-core CPU: ~280 ms with a 6 s
+    reference, ~250 ms with 3 s; README "Speed") and carries less of the voice. 4-5 suits
+    low-latency voices."""
     max_aux_refs: int = Field(default=4, ge=0)
     """Extra reference segments stored per voice besides the main reference."""
     duplicate_threshold: float = Field(default=0.85, ge=-1.0, le=1.0)
