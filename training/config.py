@@ -95,6 +95,9 @@ class TrainS1Config(JsonConfig):
     """Repeat a small dataset inside one epoch until it has this many items (0 = never repeat)."""
     max_semantic_tokens: int = 54 * 25
     """Skip utterances with more semantic tokens than this (official max_sec 54 at 25 Hz)."""
+    prompt_pairs: float = 0.0
+    """Share of items trained after another utterance of the same speaker, in the prompted-inference
+    layout (`S1Dataset`). 0 is the official recipe (single utterances only)."""
     precision: str = "auto"
     """auto (bf16 on GPUs that support it, else fp16; fp32 on CPU), fp32, fp16 or bf16."""
     seed: int = 1234

@@ -198,16 +198,33 @@ def _pad_stack(tensors: list[Tensor], value: float = 0.0) -> Tensor:
 
 
 class S1Dataset(torch.utils.data.Dataset):
-    """(phones, BERT, semantic tokens) triples for the GPT; BERT is zeros for non-zh items."""
+    """(phones, BERT, semantic tokens) triples for the GPT; BERT is zeros for non-zh items.
 
-    def __init__(self, dataset: DatasetDir, bert_dim: int, max_semantic_tokens: int) -> None:
+    `prompt_pairs` > 0 trains some items in the layout of prompted inference: another utterance
+    of the same speaker first (its phones before the item's phones, its tokens before the item's
+    tokens, no EOS between). A GPT trained only on single utterances scores a target about 7x
+    worse in cross-entropy when a prompt precedes it (our CPU base: 3.4 vs 0.5 nats per token),
+    which is the layout every cloned voice uses. Utterances from one source folder (corpus
+    `audio/<speaker>/`, or the slices of one uploaded recording) count as one speaker.
+    """
+
+    def __init__(self, dataset: DatasetDir, bert_dim: int, max_semantic_tokens: int,
+                 prompt_pairs: float = 0.0) -> None:
+        if not 0.0 <= prompt_pairs <= 1.0:
+            raise ValueError(f"prompt_pairs must be in [0, 1], got {prompt_pairs}")
         self.dataset = dataset
         self.bert_dim = bert_dim
+        self.max_semantic_tokens = max_semantic_tokens
+        self.prompt_pairs = prompt_pairs
         self.items = [
             it for it in dataset.require_items() if 0 < it.n_semantic <= max_semantic_tokens and it.n_phones > 0
         ]
         if not self.items:
             raise DatasetError(f"No utterance in '{dataset.root}' fits the GPT limits.", code="empty_dataset")
+        groups: dict[str, list[int]] = {}
+        for i, it in enumerate(self.items):
+            groups.setdefault(speaker_key(it), []).append(i)
+        self._same_speaker = [groups[speaker_key(it)] for it in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -224,6 +241,23 @@ class S1Dataset(torch.utils.data.Dataset):
         elif bert.shape[0] != self.bert_dim:
             raise DatasetError(f"BERT width {bert.shape[0]} in the dataset does not match the GPT's {self.bert_dim}.")
         return {"phones": phones, "bert": bert.float(), "semantic": feats["semantic"].long()}
+
+    def sample(self, index: int, rng: random.Random) -> dict[str, Tensor]:
+        """Item `index`, preceded by a same-speaker prompt with probability `prompt_pairs`."""
+        row = self[index]
+        if self.prompt_pairs == 0.0 or rng.random() >= self.prompt_pairs:
+            return row
+        room = self.max_semantic_tokens - self.items[index].n_semantic
+        partners = [j for j in self._same_speaker[index] if j != index and self.items[j].n_semantic <= room]
+        if not partners:
+            return row
+        prompt = self[rng.choice(partners)]
+        return {k: torch.cat([prompt[k], row[k]], dim=-1) for k in row}
+
+
+def speaker_key(item: ManifestItem) -> str:
+    """Which speaker an item belongs to, for prompt pairs: the folder of its source recording."""
+    return str(Path(item.source).parent)
 
 
 def collate_s1(batch: list[dict[str, Tensor]], eos: int) -> dict[str, Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
     seed_everything(cfg.seed)
     model, model_cfg = load_gpt_for_training(Path(base_gpt), cfg.dropout)
     model = model.to(device)
-    data = S1Dataset(DatasetDir(dataset_dir), model_cfg.bert_dim, cfg.max_semantic_tokens)
+    data = S1Dataset(DatasetDir(dataset_dir), model_cfg.bert_dim, cfg.max_semantic_tokens, cfg.prompt_pairs)
     opt = build_optimizer(model, cfg)
     scaler = prec.scaler()
     progress = Progress()
@@ -103,7 +104,10 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
             # the schedule spans all epochs even when max_steps stops the run early
             lr = warmup_cosine(progress.step, schedule_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
             set_lr(opt, lr)
-            batch = {k: v.to(device) for k, v in collate_s1([data[i] for i in indices], model_cfg.eos).items()}
+            # seeded by step, so a resumed run draws the same prompt pairs
+            rng = random.Random(cfg.seed * 1_000_003 + progress.step)
+            rows = [data.sample(i, rng) for i in indices]
+            batch = {k: v.to(device) for k, v in collate_s1(rows, model_cfg.eos).items()}
             metrics = s1_step(batch, model, opt, scaler, prec, cfg)
             loop.record({**metrics, "lr": lr})
         final = loop.final

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import random
+
 import torch
 
 from training.dataset import S1Dataset, S2Dataset, collate_s1, collate_s2, make_batches, steps_per_epoch
@@ -40,3 +43,31 @@ def test_s2_items_have_aligned_views_and_are_cropped(slt_dataset) -> None:
     assert batch["wav"].shape == (2, 1, int(batch["spec_lens"].max()) * 640)
     assert torch.equal(batch["wav_lens"], batch["spec_lens"] * 640)
     assert data.items[0].n_spec > 100  # the crop was exercised
+
+
+
+def test_s1_prompt_pairs_put_a_same_speaker_utterance_first(slt_dataset, monkeypatch) -> None:
+    ds, _ = slt_dataset
+    items = ds.require_items()
+    assert len(items) >= 3
+    # item 0 becomes the only utterance of another speaker: it is never anyone's prompt
+    items[0] = dataclasses.replace(items[0], source="/elsewhere/other/clip.flac")
+    monkeypatch.setattr(ds, "require_items", lambda: items)
+    data = S1Dataset(ds, bert_dim=32, max_semantic_tokens=1000, prompt_pairs=1.0)
+    assert torch.equal(data.sample(0, random.Random(0))["semantic"], data[0]["semantic"])
+    target = data[1]
+    n_sem, n_ph = target["semantic"].numel(), target["phones"].numel()
+    others = [data[j]["semantic"] for j in range(2, len(data))]
+    for seed in range(5):
+        row = data.sample(1, random.Random(seed))
+        assert torch.equal(row["semantic"][-n_sem:], target["semantic"])
+        assert torch.equal(row["phones"][-n_ph:], target["phones"])
+        assert row["bert"].shape == (32, row["phones"].numel())
+        assert any(torch.equal(row["semantic"][:-n_sem], o) for o in others)  # not item 0, not itself
+    assert torch.equal(data.sample(1, random.Random(7))["semantic"], data.sample(1, random.Random(7))["semantic"])
+    # a pair longer than the GPT limit is not made
+    tight = S1Dataset(ds, bert_dim=32, max_semantic_tokens=max(it.n_semantic for it in items), prompt_pairs=1.0)
+    longest = max(range(len(tight)), key=lambda i: tight.items[i].n_semantic)
+    assert torch.equal(tight.sample(longest, random.Random(0))["semantic"], tight[longest]["semantic"])
+    off = S1Dataset(ds, bert_dim=32, max_semantic_tokens=1000, prompt_pairs=0.0)
+    assert torch.equal(off.sample(1, random.Random(0))["semantic"], off[1]["semantic"])
