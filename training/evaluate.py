@@ -448,6 +448,8 @@ class EvalReport:
     recognizer: str | None
     seen: dict[str, str] = field(default_factory=dict)
     """voice -> 'held-out' / 'seen' in the base model's training corpus (when known)."""
+    floor: dict[str, float] = field(default_factory=dict)
+    """voice -> the recogniser's error rate on the voice's own ref.flac: what a perfect clone would score."""
 
     def to_json(self) -> dict:
         rows = []
@@ -458,6 +460,7 @@ class EvalReport:
                 "similarity": _clean(r.similarity), "error_rate": _clean(r.error_rate), "rtf": _clean(r.rtf),
                 "same_speaker": _clean(self.baseline.same(r.voice)) if r.voice in self.baseline.voices else None,
                 "different_speaker_bar": _clean(self.baseline.bar(r.voice)) if r.voice in self.baseline.voices else None,
+                "asr_floor": _clean(self.floor.get(r.voice)),
                 "sentences": [{**{k: _clean(v) for k, v in asdict(s).items()}, "rtf": _clean(s.rtf)} for s in r.sentences],
             })
         return {
@@ -469,7 +472,7 @@ class EvalReport:
         }
 
     def table(self) -> str:
-        head = f"{'system':<12} {'voice':<12} {'train':<8} {'n':>2} {'sim':>6} {'same':>6} {'bar':>6} {'err':>10} {'rtf':>6}"
+        head = f"{'system':<12} {'voice':<12} {'train':<8} {'n':>2} {'sim':>6} {'same':>6} {'bar':>6} {'err':>10} {'floor':>6} {'rtf':>6}"
         lines = [head, "-" * len(head)]
         for r in self.results:
             if r.skipped:
@@ -479,11 +482,13 @@ class EvalReport:
             lines.append(
                 f"{r.system:<12} {r.voice:<12} {self.seen.get(r.voice, '?'):<8} {len(r.sentences):>2} "
                 f"{_fmt(r.similarity):>6} {_fmt(self.baseline.same(r.voice)):>6} {_fmt(self.baseline.bar(r.voice)):>6} "
-                f"{err:>10} {_fmt(r.rtf, 2):>6}"
+                f"{err:>10} {_fmt(self.floor.get(r.voice), 2):>6} {_fmt(r.rtf, 2):>6}"
             )
         s = self.baseline.summary()
         lines.append(f"baseline (own recordings): same speaker {_fmt(s['same_mean'])}, different speakers mean "
                      f"{_fmt(s['different_mean'])}, max {_fmt(s['different_max'])}; a clone should beat 'bar'")
+        if self.floor:
+            lines.append("floor: the recogniser's error rate on the voice's own ref.flac (a perfect clone's score)")
         return "\n".join(lines)
 
     def baseline_table(self) -> str:
@@ -514,8 +519,25 @@ def run_eval(voices: list[EvalVoice], systems: list[System], judge: SimilarityJu
     if not voices:
         raise EvalError("No voices to evaluate: pass voice folders (each with ref.flac, ref.txt, clone.flac, test.txt).")
     baseline = baseline_similarity(voices, judge)
+    floor = recognizer_floor(voices, recognizer)
     results = [evaluate_voice(s, v, judge, recognizer, params, max_sentences) for s in systems for v in voices]
-    return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}))
+    return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}), floor)
+
+
+def recognizer_floor(voices: list[EvalVoice], recognizer: Recognizer | None) -> dict[str, float]:
+    """The recogniser's error rate on each voice's own reference recording.
+
+    Offline recognisers are weak (pocketsphinx misses many words of synthetic voices), so a
+    clone's WER means little without the score of the real voice under the same recogniser.
+    """
+    if recognizer is None:
+        return {}
+    floor = {}
+    for v in voices:
+        if recognizer.supports(v.lang) and v.ref_text:
+            hyp = recognizer.transcribe(resample(v.ref, v.ref_sr, 16000), v.lang)
+            floor[v.id] = text_errors(v.ref_text, hyp, v.lang).rate
+    return floor
 
 
 def write_report(report: EvalReport, path: Path) -> None:

@@ -170,6 +170,10 @@ def test_gsv_eval_end_to_end_on_random_tiny(tmp_path: Path, voices_dir: Path, ju
         assert row["same_speaker"] > row["different_speaker_bar"]
         if asr == "pocketsphinx":
             assert row["error_rate"] >= 0 and sentence["words"] == 11
+            # the real voices' own references: the recogniser's floor, far below random-weight noise
+            assert row["asr_floor"] < 0.3 < row["error_rate"]
+    if asr == "pocketsphinx":
+        assert "floor" in printed
 
 
 def test_seen_map_marks_heldout_and_trained_voices(tmp_path: Path) -> None:
