@@ -42,6 +42,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, default=Path("eval_report.json"), help="JSON report path")
     p.set_defaults(func=run_eval_cmd)
 
+    d = sub.add_parser(
+        "eval-decoder",
+        help="which half of SoVITS loses the words: recording vs posterior (generator) vs true tokens",
+        description="For prepared utterances, score with the recogniser: the recording, its posterior "
+        "reconstruction (spectrogram -> enc_q -> HiFi-GAN: the generator alone) and a decode of its own "
+        "semantic tokens (perfect GPT output). Needs a SoVITS file that still has enc_q (a training export).",
+    )
+    d.add_argument("dataset", type=Path, help="a `gsv prepare` dataset folder")
+    d.add_argument("--sovits", type=Path, required=True, help="SoVITS weights with the posterior encoder (enc_q)")
+    d.add_argument("-n", "--items", type=int, default=12, help="utterances, evenly spaced through the manifest")
+    d.add_argument("--lang", default="en", help="language of the utterances to use")
+    d.add_argument("--asr", default="auto", choices=["auto", "pocketsphinx", "whisper"],
+                   help="recogniser (auto: whisper if --asr-model, else pocketsphinx for English)")
+    d.add_argument("--asr-model", type=Path, default=None, help="local faster-whisper model folder")
+    d.add_argument("-o", "--output", type=Path, default=None, help="JSON report path (every transcript)")
+    d.set_defaults(func=run_eval_decoder_cmd)
+
+
+def run_eval_decoder_cmd(args: argparse.Namespace) -> int:
+    from training.decoder_check import check_decoder, write_check
+    from training.evaluate import EvalError, make_recognizer
+
+    recognizer = make_recognizer(args.asr, args.asr_model)
+    if recognizer is None:
+        raise EvalError("No recogniser: install pocketsphinx (train extra) or pass --asr-model DIR.")
+    check = check_decoder(args.sovits, args.dataset, recognizer, args.items, args.lang)
+    print(check.table())
+    if args.output is not None:
+        write_check(check, args.output)
+        print(f"wrote {args.output}")
+    return 0
+
 
 def _voice_folders(paths: list[Path], only: list[str] | None) -> list[Path]:
     from training.evaluate import EvalError
