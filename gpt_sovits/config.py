@@ -118,6 +118,12 @@ class SoVITSConfig(JsonConfig):
     upsample_rates: list[int] = field(default_factory=lambda: [10, 8, 2, 2, 2])
     upsample_initial_channel: int = 512
     upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 8, 2, 2])
+    generator: str = "hifigan"
+    """Decoder kind: "hifigan" (all official weights) or "istft" (`vocoder.istft`, our base)."""
+    istft_channels: int = 256
+    istft_layers: int = 8
+    istft_subframes: int = 4
+    """iSTFT generator sizes (used only when generator == "istft"); see `vocoder.VocoderConfig`."""
     # Audio front end of the model.
     sampling_rate: int = 32000
     filter_length: int = 2048
@@ -136,7 +142,7 @@ class SoVITSConfig(JsonConfig):
         return 2 * total
 
     def vocoder_config(self) -> Any:
-        """The `vocoder.VocoderConfig` of this model's HiFi-GAN decoder (`dec.*`).
+        """The `vocoder.VocoderConfig` of this model's decoder (`dec.*`).
 
         Pro variants (use_sv) also train with the extra 17/23 period discriminators.
         """
@@ -154,6 +160,10 @@ class SoVITSConfig(JsonConfig):
             conv_post_bias=False,
             sampling_rate=self.sampling_rate,
             discriminator_periods=[2, 3, 5, 7, 11, 17, 23] if self.use_sv else [2, 3, 5, 7, 11],
+            generator=self.generator,
+            istft_channels=self.istft_channels,
+            istft_layers=self.istft_layers,
+            istft_subframes=self.istft_subframes,
         )
 
 

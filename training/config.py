@@ -162,6 +162,18 @@ class TrainS2Config(JsonConfig):
     """Steps before this one train the generator on mel + KL only and skip the discriminator
     entirely (from-scratch pretraining on a CPU: reconstruction first, about twice as fast per
     step, and a discriminator cannot win against a decoder that does not yet make speech)."""
+    c_stft: float = 0.0
+    """Weight of a multi-resolution STFT loss (spectral convergence + log magnitude at three
+    resolutions) added to the mel loss; 0 = the official recipe. The iSTFT generator learns its
+    phase faster with it, since the 20 ms mel frames say little about fine timing."""
+    generator: str | None = None
+    """Decoder kind to train ("hifigan" or "istft"). When it differs from the base file's, the
+    base's decoder is replaced by a randomly initialised one of this kind (everything else is
+    kept): how our base moved from HiFi-GAN to the iSTFT generator. None = the base's own."""
+    decoder_only: bool = False
+    """Train only the decoder (`dec`) on the frozen posterior encoder's latents; text encoder,
+    flow and posterior do not change and the KL term is skipped. For a new decoder on a trained
+    S2, it is about 3x cheaper per step than the full model."""
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list back

@@ -31,7 +31,14 @@ from training.schedules import exponential, set_lr
 from training.state import Progress, latest_checkpoint, load_training_state, save_training_state
 from training.tracking import RunLogger
 from vocoder.discriminators import MultiPeriodDiscriminator
-from vocoder.losses import discriminator_loss, feature_loss, generator_loss, kl_loss, mel_loss
+from vocoder.losses import (
+    discriminator_loss,
+    feature_loss,
+    generator_loss,
+    kl_loss,
+    mel_loss,
+    multi_resolution_stft_loss,
+)
 
 log = logging.getLogger(__name__)
 TEXT_BRANCH = ("enc_p.text_embedding.", "enc_p.encoder_text.", "enc_p.mrte.")
@@ -43,11 +50,13 @@ FROZEN = ("ssl_proj.", "quantizer.")
 # ------------------------------------------------------------------------------------- models
 
 
-def load_generator(base: Path, segment_frames: int | None = None) -> tuple[SynthesizerTrn, SoVITSConfig]:
+def load_generator(base: Path, segment_frames: int | None = None,
+                   generator: str | None = None) -> tuple[SynthesizerTrn, SoVITSConfig]:
     """SynthesizerTrn with its posterior encoder from any SoVITS file; a file without `enc_q`
     (an exported fine-tune) still works, but the posterior then starts from random weights.
+    `generator` other than the file's own decoder kind replaces `dec` by a random one of that kind.
 
-    Returns the model and the file's config (`segment_frames` only changes the training slice).
+    Returns the model and its config (`segment_frames` only changes the training slice).
     """
     weights, info = read_state(base)
     cfg = info.config
@@ -58,14 +67,21 @@ def load_generator(base: Path, segment_frames: int | None = None) -> tuple[Synth
             "embeddings per utterance, which `gsv prepare` does not compute yet. Use a v2 base.",
             code="unsupported_base",
         )
+    fresh: tuple[str, ...] = ("enc_q.",)
+    if generator is not None and generator != cfg.generator:
+        log.info("'%s' has a %s decoder: replacing it with a randomly initialised %s one", base, cfg.generator,
+                 generator)
+        cfg = dataclasses.replace(cfg, generator=generator)
+        weights = {k: v for k, v in weights.items() if not k.startswith("dec.")}
+        fresh += ("dec.",)
     train_cfg = dataclasses.replace(cfg, segment_size=segment_frames) if segment_frames else cfg
     net_g = SynthesizerTrn(train_cfg, with_posterior=True)
     result = net_g.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()},
                                    strict=False)
-    if result.unexpected_keys or any(not k.startswith("enc_q.") for k in result.missing_keys):
+    if result.unexpected_keys or any(not k.startswith(fresh) for k in result.missing_keys):
         raise CheckpointError(f"'{base}' does not fit SynthesizerTrn: missing {result.missing_keys[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]}")
-    if result.missing_keys:
+    if any(k.startswith("enc_q.") for k in result.missing_keys):
         log.warning("'%s' has no posterior encoder (enc_q): it starts from random weights. "
                     "Fine-tune from a pretrained s2G file for best results.", base)
     return net_g, cfg
@@ -105,11 +121,12 @@ def find_discriminator(base_sovits: Path) -> Path | None:
 
 def build_optimizers(net_g: SynthesizerTrn, net_d: nn.Module, cfg: TrainS2Config) -> tuple[torch.optim.AdamW, torch.optim.AdamW]:
     """Generator groups: text branch at `text_low_lr_rate` x LR, the rest at LR. The quantizer
-    path is left out while the model config freezes it (every fine-tune; pretraining may not)."""
+    path is left out while the model config freezes it (every fine-tune; pretraining may not);
+    with `decoder_only` everything but `dec` is."""
     frozen = FROZEN if net_g.cfg.freeze_quantizer else ()
     base, text = [], []
     for name, param in net_g.named_parameters():
-        if frozen and name.startswith(frozen):
+        if (frozen and name.startswith(frozen)) or (cfg.decoder_only and not name.startswith("dec.")):
             param.requires_grad_(False)
         if not param.requires_grad:
             continue
@@ -121,10 +138,14 @@ def build_optimizers(net_g: SynthesizerTrn, net_d: nn.Module, cfg: TrainS2Config
     return opt_g, opt_d
 
 
-def train_mode(net_g: SynthesizerTrn, net_d: nn.Module) -> None:
-    """Train mode, except the frozen quantizer path (no EMA codebook updates, as official)."""
+def train_mode(net_g: SynthesizerTrn, net_d: nn.Module, decoder_only: bool = False) -> None:
+    """Train mode, except the frozen quantizer path (no EMA codebook updates, as official), and
+    with `decoder_only` everything but the decoder (its inputs stay deterministic up to z's noise)."""
     net_g.train()
     net_d.train()
+    if decoder_only:
+        for name, module in net_g.named_children():
+            module.train(name == "dec")
     if net_g.cfg.freeze_quantizer:
         net_g.ssl_proj.eval()
         net_g.quantizer.eval()
@@ -144,15 +165,22 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
 
     `adversarial=False` (before `cfg.adv_start_step`) skips the discriminator: mel + KL only."""
     hop, seg = model_cfg.hop_length, net_g.cfg.segment_size
+    out = None
     with prec.autocast():
-        out = net_g(batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"])
-        y = slice_segments(batch["wav"], out.ids_slice * hop, seg * hop)
+        if cfg.decoder_only:
+            with torch.no_grad():
+                z_slice, ids_slice, ge = net_g.posterior_slice(batch["spec"], batch["spec_lens"])
+            y_hat = net_g.dec(z_slice, g=ge)
+        else:
+            out = net_g(batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"])
+            y_hat, ids_slice = out.y_hat, out.ids_slice
+        y = slice_segments(batch["wav"], ids_slice * hop, seg * hop)
     zero = torch.zeros((), device=y.device)
     loss_d, grad_d = zero, zero
     if adversarial:
         # --- 1. discriminator: real vs generated (detached, so G gets no gradient here)
         with prec.autocast():
-            real, fake, _, _ = net_d(y, out.y_hat.detach())
+            real, fake, _, _ = net_d(y, y_hat.detach())
         loss_d, _, _ = discriminator_loss(real, fake)
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
@@ -164,16 +192,20 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
     loss_fm, loss_adv = zero, zero
     if adversarial:
         with prec.autocast():
-            _, fake, fmap_real, fmap_fake = net_d(y, out.y_hat)
+            _, fake, fmap_real, fmap_fake = net_d(y, y_hat)
         loss_fm = feature_loss(fmap_real, fmap_fake)
         loss_adv, _ = generator_loss(fake)
     mel_real = slice_segments(spec_to_log_mel(batch["spec"].float(), model_cfg.sampling_rate,
-                                              model_cfg.n_mel_channels), out.ids_slice, seg)
-    mel_fake = log_mel_spectrogram(out.y_hat.squeeze(1).float(), model_cfg.sampling_rate, model_cfg.filter_length,
+                                              model_cfg.n_mel_channels), ids_slice, seg)
+    mel_fake = log_mel_spectrogram(y_hat.squeeze(1).float(), model_cfg.sampling_rate, model_cfg.filter_length,
                                    hop, model_cfg.win_length, model_cfg.n_mel_channels)
     loss_mel = mel_loss(mel_real, mel_fake) * cfg.c_mel
-    loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * cfg.c_kl
-    loss_g = cfg.c_adv * (loss_adv + loss_fm) + loss_mel + loss_kl + out.commit_loss.float()
+    loss_stft = multi_resolution_stft_loss(y, y_hat) * cfg.c_stft if cfg.c_stft else zero
+    loss_g = cfg.c_adv * (loss_adv + loss_fm) + loss_mel + loss_stft
+    loss_kl = zero
+    if out is not None:  # decoder_only leaves the prior and the posterior alone
+        loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * cfg.c_kl
+        loss_g = loss_g + loss_kl + out.commit_loss.float()
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.unscale_(opt_g)
@@ -181,7 +213,8 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
     scaler.step(opt_g)
     scaler.update()
     return {"loss/d": loss_d.detach(), "loss/g_total": loss_g.detach(), "loss/g_adv": loss_adv.detach(),
-            "loss/fm": loss_fm.detach(), "loss/mel": loss_mel.detach(), "loss/kl": loss_kl.detach(),
+            "loss/fm": loss_fm.detach(), "loss/mel": loss_mel.detach(), "loss/stft": loss_stft.detach(),
+            "loss/kl": loss_kl.detach(),
             "grad_norm/g": grad_g.detach(), "grad_norm/d": grad_d.detach()}
 
 
@@ -197,7 +230,7 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
     device = resolve_device(cfg.device)
     prec = resolve_precision(cfg.precision, device, prefer_bf16=False)
     seed_everything(cfg.seed)
-    net_g, model_cfg = load_generator(Path(base_sovits), cfg.segment_frames)
+    net_g, model_cfg = load_generator(Path(base_sovits), cfg.segment_frames, cfg.generator)
     net_d = load_discriminator(base_discriminator or find_discriminator(Path(base_sovits)), cfg.discriminator_periods)
     net_g, net_d = net_g.to(device), net_d.to(device)
     data = S2Dataset(DatasetDir(dataset_dir), model_cfg.hop_length, cfg.max_frames, cfg.seed)
@@ -221,7 +254,7 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
         save_training_state(out_dir, {"generator": net_g, "discriminator": net_d}, {"g": opt_g, "d": opt_d},
                             scaler, progress, {"train_config": cfg.to_dict()}, cfg.keep_checkpoints)
 
-    train_mode(net_g, net_d)
+    train_mode(net_g, net_d, cfg.decoder_only)
     with RunLogger(out_dir, total, progress.step, "train sovits", progress_bar=progress_bar) as logger:
         loop = StepLoop(progress, epoch_batches, cfg.epochs, total, logger, save, cfg.log_every_steps,
                         cfg.save_every_epochs)

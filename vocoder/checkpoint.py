@@ -5,10 +5,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from gpt_sovits.errors import CheckpointError, ModelNotFoundError
+from vocoder.build import build_generator
 from vocoder.config import VocoderConfig
-from vocoder.hifigan import Generator
 
 
 def _stem(path: str | Path) -> Path:
@@ -17,7 +18,7 @@ def _stem(path: str | Path) -> Path:
     return p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
 
 
-def save(model: Generator, path: str | Path) -> tuple[Path, Path]:
+def save(model: nn.Module, path: str | Path) -> tuple[Path, Path]:
     """Write weights and config side by side; returns (weights path, config path).
 
     Weights must be unfolded (weight_g/weight_v), so the file matches the official key layout.
@@ -31,7 +32,7 @@ def save(model: Generator, path: str | Path) -> tuple[Path, Path]:
     return weights, config
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, VocoderConfig]:
+def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, VocoderConfig]:
     """Build the generator from `<name>.json`, load `<name>.safetensors` strictly, eval mode."""
     stem = _stem(path)
     weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -43,7 +44,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generato
         cfg = VocoderConfig.load(config)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{config}: not a valid VocoderConfig ({exc})") from exc
-    model = Generator(cfg)
+    model = build_generator(cfg)
     try:
         state = load_file(str(weights))
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)

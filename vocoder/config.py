@@ -39,6 +39,14 @@ class VocoderConfig(JsonConfig):
     """Output sample rate in Hz."""
     discriminator_periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     """Periods of the period discriminators (v2Pro/v2ProPlus add 17 and 23)."""
+    generator: str = "hifigan"
+    """"hifigan" (every official release) or "istft" (`vocoder.istft`, for models trained here)."""
+    istft_channels: int = 256
+    """Width of the iSTFT generator's ConvNeXt blocks."""
+    istft_layers: int = 8
+    """Number of ConvNeXt blocks in the iSTFT generator."""
+    istft_subframes: int = 4
+    """STFT frames per latent frame (the iSTFT hop is hop_length / istft_subframes)."""
 
     @property
     def hop_length(self) -> int:

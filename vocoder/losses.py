@@ -70,3 +70,24 @@ def mel_loss(mel_real: Tensor, mel_fake: Tensor) -> Tensor:
             f"mel shapes differ: {tuple(mel_real.shape)} vs {tuple(mel_fake.shape)}"
         )
     return F.l1_loss(mel_fake.float(), mel_real.float())
+
+
+STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (2048, 512))
+"""(n_fft, hop) of the multi-resolution STFT loss: ~16, 32 and 64 ms windows at 32 kHz."""
+
+
+def multi_resolution_stft_loss(real: Tensor, fake: Tensor,
+                               resolutions: tuple[tuple[int, int], ...] = STFT_RESOLUTIONS) -> Tensor:
+    """Mean over resolutions of spectral convergence + L1 of log magnitudes (Parallel WaveGAN's
+    auxiliary loss). real, fake: [B, 1, T] or [B, T] waveforms of equal shape."""
+    if real.shape != fake.shape:
+        raise VocoderInputError(f"waveform shapes differ: {tuple(real.shape)} vs {tuple(fake.shape)}")
+    real, fake = real.reshape(-1, real.shape[-1]).float(), fake.reshape(-1, fake.shape[-1]).float()
+    total = torch.zeros((), device=real.device)
+    for n_fft, hop in resolutions:
+        window = torch.hann_window(n_fft, device=real.device)
+        mag_r = torch.stft(real, n_fft, hop, window=window, return_complex=True).abs().clamp(min=1e-5)
+        mag_f = torch.stft(fake, n_fft, hop, window=window, return_complex=True).abs().clamp(min=1e-5)
+        convergence = torch.linalg.norm(mag_r - mag_f) / torch.linalg.norm(mag_r)
+        total = total + convergence + F.l1_loss(mag_f.log(), mag_r.log())
+    return total / len(resolutions)

@@ -1,6 +1,6 @@
 """`SynthesizerTrn`: the GPT-SoVITS v1/v2/v2Pro/v2ProPlus S2 model, with the official key layout.
 
-Submodules (state_dict prefixes): `enc_p` TextEncoder (prior), `dec` HiFi-GAN generator,
+Submodules (state_dict prefixes): `enc_p` TextEncoder (prior), `dec` generator (HiFi-GAN; iSTFT in our base),
 `enc_q` PosteriorEncoder (training only; omitted with `with_posterior=False`), `flow`,
 `ref_enc` MelStyleEncoder, `ssl_proj` + `quantizer` (HuBERT -> semantic tokens) and, for the Pro
 variants (`cfg.use_sv`), `sv_emb` / `ge_to512` / `prelu`.
@@ -32,7 +32,7 @@ from gpt_sovits.sovits.posterior import PosteriorEncoder
 from gpt_sovits.sovits.quantizer import ResidualVectorQuantizer
 from gpt_sovits.sovits.ref_encoder import MelStyleEncoder
 from gpt_sovits.sovits.text_encoder import TextEncoder
-from vocoder.hifigan import Generator
+from vocoder.build import build_generator
 from vocoder.weight_norm import fold_weight_norm
 
 FLOW_KERNEL = 5
@@ -98,7 +98,7 @@ class SynthesizerTrn(nn.Module):
         self.cfg = cfg
         inter, hidden, gin = cfg.inter_channels, cfg.hidden_channels, cfg.gin_channels
         self.enc_p = TextEncoder(cfg)
-        self.dec = Generator(cfg.vocoder_config())
+        self.dec = build_generator(cfg.vocoder_config())
         self.enc_q: PosteriorEncoder | None = None
         if with_posterior:
             self.enc_q = PosteriorEncoder(cfg.spec_channels, inter, hidden, FLOW_KERNEL, 1,
@@ -283,6 +283,20 @@ class SynthesizerTrn(nn.Module):
         z_slice, ids_slice = rand_slice_segments(z, spec_lengths, self.cfg.segment_size, generator)
         y_hat = self.dec(z_slice, g=ge)
         return TrainOutput(y_hat, ids_slice, y_mask, z, z_p, m_p, logs_p, m_q, logs_q, commit_loss)
+
+    def posterior_slice(
+        self, spec: Tensor, spec_lengths: Tensor, sv_emb: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(z slice, slice starts, style): what `forward` feeds the decoder, without the prior and
+        the flow. Training a decoder alone on a trained posterior needs only this."""
+        if self.enc_q is None:
+            raise SoVITSInputError("this model was built with with_posterior=False; it has no posterior")
+        y_mask = sequence_mask(spec_lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)
+        ge = self._ge_from_spec(spec, y_mask, sv_emb)
+        z, _, _, _ = self.enc_q(spec, spec_lengths, g=ge, generator=generator)
+        z_slice, ids_slice = rand_slice_segments(z, spec_lengths, self.cfg.segment_size, generator)
+        return z_slice, ids_slice, ge
 
     # ----------------------------------------------------------------------------- utilities
     def fold_weight_norm(self) -> int:

@@ -87,3 +87,43 @@ def test_adversarial_terms_start_at_adv_start_step(slt_dataset, tiny_base, tmp_p
     assert last["loss/g_total"] == pytest.approx(expected, rel=1e-4)
     d_after = load_file(str(latest_checkpoint(run) / "discriminator.safetensors"))
     assert any(not torch.equal(d_before[k], d_after[k]) for k in d_before)  # D trains from step 3 on
+
+
+
+def test_switching_to_the_istft_decoder_trains_the_whole_model(slt_dataset, tiny_base, tmp_path) -> None:
+    """`generator="istft"` replaces the base's HiFi-GAN decoder by a random iSTFT one and trains
+    through the same S2 loop; the exported file loads back with that decoder."""
+    from vocoder.istft import ISTFTGenerator
+
+    ds, _ = slt_dataset
+    cfg = _cfg(max_steps=10, adv_start_step=1000, lr=2e-3, generator="istft", c_stft=1.0)
+    result = train_sovits(ds.root, tiny_base[1], tmp_path / "run", cfg, progress_bar=False)
+    records = read_metrics(tmp_path / "run")
+    mel = [r["loss/mel"] for r in records]
+    assert sum(mel[-3:]) / 3 < 0.9 * sum(mel[:3]) / 3
+    assert all(r["loss/kl"] > 0 and r["loss/stft"] > 0 for r in records)
+    assert records[0]["loss/g_total"] == pytest.approx(
+        records[0]["loss/mel"] + records[0]["loss/stft"] + records[0]["loss/kl"], rel=1e-5)
+    model, loaded = load_sovits(result.weights)
+    assert loaded.generator == "istft" and isinstance(model.dec, ISTFTGenerator)
+    base, _ = load_sovits(tiny_base[1])
+    assert not torch.equal(model.enc_p.proj.weight, base.enc_p.proj.weight.half().float())
+
+
+def test_decoder_only_trains_the_decoder_on_the_frozen_posterior(slt_dataset, tiny_base, tmp_path) -> None:
+    ds, _ = slt_dataset
+    cfg = _cfg(max_steps=6, adv_start_step=1000, lr=2e-3, generator="istft", decoder_only=True)
+    result = train_sovits(ds.root, tiny_base[1], tmp_path / "run", cfg, progress_bar=False)
+    records = read_metrics(tmp_path / "run")
+    assert all(r["loss/kl"] == 0 and r["loss/stft"] == 0 for r in records)
+    assert records[-1]["loss/mel"] < records[0]["loss/mel"]
+    model, _ = load_sovits(result.weights)
+    base, _ = load_sovits(tiny_base[1])
+    trained = {k: v for k, v in model.state_dict().items() if not k.startswith("dec.")}
+    # everything outside the decoder is the base's, up to the fp16 export
+    assert all(torch.equal(v, base.state_dict()[k].half().to(v.dtype)) for k, v in trained.items()
+               if v.is_floating_point())
+    state = load_file(str(latest_checkpoint(tmp_path / "run") / "optim_g.safetensors"))
+    net_g, _ = load_generator(tiny_base[1], generator="istft")
+    n_dec = sum(1 for n, p in net_g.named_parameters() if n.startswith("dec."))
+    assert len({k.split(".")[0] for k in state if k.endswith(".exp_avg")}) == n_dec  # only dec has optimizer state

@@ -53,3 +53,18 @@ def test_mel_loss_is_l1() -> None:
     assert float(mel_loss(a, b)) == pytest.approx(4.0 / 8)
     with pytest.raises(VocoderInputError):
         mel_loss(a, b[:, :3])
+
+
+def test_multi_resolution_stft_loss_is_zero_for_equal_audio_and_grows_with_error() -> None:
+    from vocoder.losses import multi_resolution_stft_loss
+
+    torch.manual_seed(0)
+    clean = torch.sin(torch.arange(8000) * 0.07)[None, None] * 0.5
+    small = clean + 0.01 * torch.randn_like(clean)
+    large = clean + 0.1 * torch.randn_like(clean)
+    assert float(multi_resolution_stft_loss(clean, clean)) == pytest.approx(0.0, abs=1e-6)
+    assert 0 < float(multi_resolution_stft_loss(clean, small)) < float(multi_resolution_stft_loss(clean, large))
+    # a pure delay leaves magnitudes nearly unchanged: the loss ignores phase
+    assert float(multi_resolution_stft_loss(clean, torch.roll(clean, 3, -1))) < float(multi_resolution_stft_loss(clean, small))
+    with pytest.raises(VocoderInputError):
+        multi_resolution_stft_loss(clean, clean[..., :-1])

@@ -174,3 +174,28 @@ def test_bad_requests_raise_clear_errors(bundle, tmp_path, configs_dir):
     (tmp_path / SIDECAR_NAME).write_text(json.dumps({"format": "gsv-onnx", "format_version": 99}))
     with pytest.raises(ExportFormatError, match="re-export"):
         load_export_info(tmp_path)
+
+
+
+def test_istft_decoder_exports_and_matches_torch(tmp_path, configs_dir):
+    """The iSTFT generator (our base model's decoder) runs in ONNX Runtime as in PyTorch: its
+    inverse STFT is a transposed convolution, not torch.istft (which does not export)."""
+    import dataclasses
+
+    from serving.export.onnx_export import export_sovits, sovits_decode_example
+    from serving.export.wrappers import SoVITSChunkDecode
+
+    tiny = SoVITSConfig.load(configs_dir / "sovits_tiny.json")
+    cfg = dataclasses.replace(tiny, generator="istft", istft_channels=16, istft_layers=2)
+    torch.manual_seed(0)
+    model = SynthesizerTrn(cfg).eval()
+    export_sovits(model, tmp_path)
+    ex = sovits_decode_example(cfg, tokens=9, phones=7)
+    ex["noise"] = torch.randn(1, cfg.inter_channels, 18)
+    ex["resample"] = torch.eye(18)
+    with torch.no_grad():
+        expected = SoVITSChunkDecode(model)(*ex.values()).numpy()
+    got = _session(tmp_path / "sovits_decode.onnx").run(None, {k: v.numpy() for k, v in ex.items()})[0]
+    assert got.shape == expected.shape == (1, 1, 9 * 1280)
+    assert np.abs(expected).max() > 1e-3  # not a silent model, so the comparison means something
+    assert np.abs(got - expected).max() < 1e-4
