@@ -213,7 +213,7 @@ class SynthesizerTrn(nn.Module):
         samples = T * 1280 at speed 1, otherwise (int(2T / speed) + 1) * 640. `noise_scale`
         scales the prior sample; 0 makes the output deterministic. `text_encoded` is
         `encode_text(text)`, for callers that decode many windows of one segment.
-        `vocode_from` (speed 1 only): run the HiFi-GAN generator from that token on, and return
+        `vocode_from` (speed 1 only): run the generator (`dec`) from that token on, and return
         only the audio of tokens `vocode_from..T` (`(T - vocode_from) * 1280` samples); the text
         encoder and flow still see every token. Streaming uses it to give the generator, which
         has a short receptive field and ~90 % of the cost, less left context than the flow.

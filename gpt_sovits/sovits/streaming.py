@@ -47,7 +47,9 @@ within 3 tokens (trained base SoVITS, v2 layout: cutting its input 3 tokens earl
 audio after the cut by 1e-5 relative L2, 4 tokens by < 1e-6), so `decode(..., vocode_from=...)`
 runs it from there and the stream's audio is unchanged (< 1e-4 relative L2 against the full
 context). v2 size on one CPU core, default schedule: a 70-token stream decodes in 1.29 s
-instead of 1.60 s, a 325-token one in 4.87 s instead of 5.55 s.
+instead of 1.60 s, a 325-token one in 4.87 s instead of 5.55 s. The iSTFT generator of our own base (`vocoder.istft`) reaches even less far:
+cutting its input 3 tokens early changes the audio after the cut by 3e-6 relative L2, 4 tokens by
+2e-8 (S2 with 2,000 decoder steps, a held-out utterance).
 """
 from __future__ import annotations
 
