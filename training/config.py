@@ -174,6 +174,16 @@ class TrainS2Config(JsonConfig):
     """Train only the decoder (`dec`) on the frozen posterior encoder's latents; text encoder,
     flow and posterior do not change and the KL term is skipped. For a new decoder on a trained
     S2, it is about 3x cheaper per step than the full model."""
+    decoder_prior_share: float = 0.0
+    """With `decoder_only`: share of steps whose latents come from the prior path (flow^-1 of a
+    prior sample from the utterance's own tokens and phones, `decoder_prior_noise` x its spread),
+    as synthesis makes them, instead of from the posterior encoder. The posterior of a recording
+    is sharper than what tokens give, so a decoder that only saw posteriors meets unfamiliar
+    latents at inference; 0 = the VITS recipe."""
+    decoder_prior_noise: float = 0.5
+    """Prior noise scale of those steps (synthesis uses 0.5 by default)."""
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))  # JSON gives a list back
+        if not 0.0 <= self.decoder_prior_share <= 1.0:
+            raise ValueError(f"decoder_prior_share must be in [0, 1]; got {self.decoder_prior_share}")

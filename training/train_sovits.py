@@ -169,7 +169,13 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
     with prec.autocast():
         if cfg.decoder_only:
             with torch.no_grad():
-                z_slice, ids_slice, ge = net_g.posterior_slice(batch["spec"], batch["spec_lens"])
+                # the global RNG is seeded and checkpointed, so resumed runs draw the same choices
+                if cfg.decoder_prior_share and float(torch.rand(())) < cfg.decoder_prior_share:
+                    z_slice, ids_slice, ge = net_g.prior_slice(
+                        batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"],
+                        cfg.decoder_prior_noise)
+                else:
+                    z_slice, ids_slice, ge = net_g.posterior_slice(batch["spec"], batch["spec_lens"])
             y_hat = net_g.dec(z_slice, g=ge)
         else:
             out = net_g(batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"])

@@ -253,6 +253,16 @@ class SynthesizerTrn(nn.Module):
             quantized, _, commit_loss = self.quantizer(self.ssl_proj(ssl))
             return quantized, commit_loss
 
+    def _frame_codes(self, ssl: Tensor, spec: Tensor) -> tuple[Tensor, Tensor]:
+        """Quantized SSL features at the spectrogram's frame rate and length (+ commitment loss)."""
+        quantized, commit_loss = self._quantize_for_training(ssl)
+        quantized = quantized.repeat_interleave(FRAMES_PER_TOKEN, dim=-1)
+        # The data pipeline keeps 2 * (T50 // 2) ~= T; absorb an off-by-one either way.
+        frames = spec.size(2)
+        if quantized.size(2) < frames:
+            quantized = F.pad(quantized, (0, frames - quantized.size(2)), mode="replicate")
+        return quantized[:, :, :frames].to(spec.dtype), commit_loss
+
     def forward(
         self, ssl: Tensor, spec: Tensor, spec_lengths: Tensor, text: Tensor, text_lengths: Tensor,
         sv_emb: Tensor | None = None, generator: torch.Generator | None = None,
@@ -270,13 +280,7 @@ class SynthesizerTrn(nn.Module):
             raise SoVITSInputError(f"{self.cfg.version} training needs sv_emb [B, {self.cfg.sv_dim}]")
         y_mask = sequence_mask(spec_lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)
         ge = self._ge_from_spec(spec, y_mask, sv_emb)
-        quantized, commit_loss = self._quantize_for_training(ssl)
-        quantized = quantized.repeat_interleave(FRAMES_PER_TOKEN, dim=-1)
-        # The data pipeline keeps 2 * (T50 // 2) ~= T; absorb an off-by-one either way.
-        frames = spec.size(2)
-        if quantized.size(2) < frames:
-            quantized = F.pad(quantized, (0, frames - quantized.size(2)), mode="replicate")
-        quantized = quantized[:, :, :frames].to(spec.dtype)
+        quantized, commit_loss = self._frame_codes(ssl, spec)
         _, m_p, logs_p, _ = self.enc_p(quantized, spec_lengths, text, text_lengths, self.mrte_style(ge))
         z, m_q, logs_q, y_mask = self.enc_q(spec, spec_lengths, g=ge, generator=generator)
         z_p = self.flow(z, y_mask, g=ge)
@@ -295,6 +299,22 @@ class SynthesizerTrn(nn.Module):
         y_mask = sequence_mask(spec_lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)
         ge = self._ge_from_spec(spec, y_mask, sv_emb)
         z, _, _, _ = self.enc_q(spec, spec_lengths, g=ge, generator=generator)
+        z_slice, ids_slice = rand_slice_segments(z, spec_lengths, self.cfg.segment_size, generator)
+        return z_slice, ids_slice, ge
+
+    def prior_slice(
+        self, ssl: Tensor, spec: Tensor, spec_lengths: Tensor, text: Tensor, text_lengths: Tensor,
+        noise_scale: float = 0.5, sv_emb: Tensor | None = None, generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(z slice, slice starts, style) as synthesis makes z: flow^-1 of a prior sample from the
+        utterance's own semantic codes and phones (`decode` with true tokens). The slice lines up
+        with the recording, so a decoder can be trained on the latents it will see at inference."""
+        y_mask = sequence_mask(spec_lengths, spec.size(2)).unsqueeze(1).to(spec.dtype)
+        ge = self._ge_from_spec(spec, y_mask, sv_emb)
+        quantized, _ = self._frame_codes(ssl, spec)
+        _, m_p, logs_p, _ = self.enc_p(quantized, spec_lengths, text, text_lengths, self.mrte_style(ge))
+        noise = torch.randn(m_p.shape, generator=generator, device=m_p.device, dtype=m_p.dtype)
+        z = self.flow(m_p + noise * torch.exp(logs_p) * noise_scale, y_mask, g=ge, reverse=True) * y_mask
         z_slice, ids_slice = rand_slice_segments(z, spec_lengths, self.cfg.segment_size, generator)
         return z_slice, ids_slice, ge
 

@@ -18,6 +18,11 @@ def _cfg(**kw) -> TrainS2Config:
     return TrainS2Config(**{**base, **kw})
 
 
+def test_decoder_prior_share_must_be_a_probability() -> None:
+    with pytest.raises(ValueError, match="decoder_prior_share"):
+        TrainS2Config(decoder_prior_share=1.5)
+
+
 def test_text_branch_gets_the_lower_lr_and_quantizer_stays_frozen(tiny_base) -> None:
     net_g, cfg = load_generator(tiny_base[1])
     opt_g, opt_d = build_optimizers(net_g, MultiPeriodDiscriminator([]), TrainS2Config())
@@ -110,9 +115,13 @@ def test_switching_to_the_istft_decoder_trains_the_whole_model(slt_dataset, tiny
     assert not torch.equal(model.enc_p.proj.weight, base.enc_p.proj.weight.half().float())
 
 
-def test_decoder_only_trains_the_decoder_on_the_frozen_posterior(slt_dataset, tiny_base, tmp_path) -> None:
+@pytest.mark.parametrize("prior_share", [0.0, 1.0])
+def test_decoder_only_trains_the_decoder_on_frozen_latents(slt_dataset, tiny_base, tmp_path, prior_share) -> None:
+    """Posterior latents (the VITS recipe) or prior-path latents as synthesis makes them: either
+    way only `dec` learns."""
     ds, _ = slt_dataset
-    cfg = _cfg(max_steps=6, adv_start_step=1000, lr=2e-3, generator="istft", decoder_only=True)
+    cfg = _cfg(max_steps=6, adv_start_step=1000, lr=2e-3, generator="istft", decoder_only=True,
+               decoder_prior_share=prior_share)
     result = train_sovits(ds.root, tiny_base[1], tmp_path / "run", cfg, progress_bar=False)
     records = read_metrics(tmp_path / "run")
     assert all(r["loss/kl"] == 0 and r["loss/stft"] == 0 for r in records)

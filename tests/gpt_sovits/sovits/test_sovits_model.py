@@ -164,6 +164,27 @@ def test_training_forward_shapes_and_gradients(tiny_cfg: SoVITSConfig) -> None:
     assert model.ssl_proj.weight.grad is None  # frozen with the quantizer
 
 
+def test_decoder_training_slices_match_the_posterior_and_the_synthesis_path(tiny_cfg: SoVITSConfig) -> None:
+    """`prior_slice` with noise 0 decodes exactly what `decode` makes from the same tokens, and
+    `posterior_slice` gives the latents `forward` decodes, without the prior."""
+    import dataclasses
+
+    frames = 40
+    model = activate(SynthesizerTrn(dataclasses.replace(tiny_cfg, segment_size=frames), with_posterior=True)).eval()
+    ssl, spec = torch.randn(1, tiny_cfg.ssl_dim, frames), torch.rand(1, tiny_cfg.spec_channels, frames)
+    lengths, text = torch.tensor([frames]), torch.randint(0, tiny_cfg.n_symbols, (1, 9))
+    with torch.no_grad():
+        z, starts, ge = model.prior_slice(ssl, spec, lengths, text, torch.tensor([9]), noise_scale=0.0)
+        assert z.shape == (1, tiny_cfg.inter_channels, frames) and int(starts[0]) == 0
+        assert torch.allclose(ge, model.style([spec]), atol=1e-6)
+        expected = model.decode(model.extract_latent(ssl), text, ge, noise_scale=0.0)
+        assert torch.allclose(model.dec(z, g=ge), expected, atol=1e-5)
+        gen = torch.Generator().manual_seed(3)
+        zq, _, _ = model.posterior_slice(spec, lengths, generator=gen)
+        out = model(ssl, spec, lengths, text, torch.tensor([9]), generator=torch.Generator().manual_seed(3))
+        assert torch.allclose(zq, out.z, atol=1e-6)
+
+
 def test_posterior_free_model_cannot_train(tiny_cfg: SoVITSConfig) -> None:
     model = SynthesizerTrn(tiny_cfg, with_posterior=False)
     assert not any(k.startswith("enc_q.") for k in model.state_dict())
