@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval-decoder",
         help="which half of SoVITS loses the words: recording vs posterior (generator) vs true tokens",
         description="For prepared utterances, score with the recogniser: the recording, its posterior "
-        "reconstruction (spectrogram -> enc_q -> HiFi-GAN: the generator alone) and a decode of its own "
+        "reconstruction (spectrogram -> enc_q -> generator: the decoder alone) and a decode of its own "
         "semantic tokens (perfect GPT output). Needs a SoVITS file that still has enc_q (a training export).",
     )
     d.add_argument("dataset", type=Path, help="a `gsv prepare` dataset folder")

@@ -3,7 +3,7 @@
 For prepared utterances (a `gsv prepare` dataset) the recogniser scores three versions:
 
 - `original`: the recording itself (the recogniser's floor on these voices);
-- `posterior`: linear spectrogram -> posterior encoder `enc_q` -> HiFi-GAN generator. No tokens
+- `posterior`: linear spectrogram -> posterior encoder `enc_q` -> generator (`dec`). No tokens
   are involved: this is an autoencoder of the recording, so its errors belong to the generator;
 - `tokens`: the utterance's own semantic tokens + phones -> text encoder, flow, generator (what
   synthesis does with perfect GPT output).
