@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vocoder.config import VocoderConfig
-from vocoder.errors import VocoderConfigError, VocoderInputError
+from vocoder.errors import VocoderConfigError
+from vocoder.hifigan import project_latents
 
 OVERLAP = 4
 """STFT window length in sub-frame hops (75% overlap, where a Hann window's overlap-add is flat)."""
@@ -126,17 +127,8 @@ class ISTFTGenerator(nn.Module):
         return self.cfg.hop_length
 
     def forward(self, x: Tensor, g: Tensor | None = None) -> Tensor:
-        if x.dim() != 3 or x.size(1) != self.cfg.in_channels:
-            raise VocoderInputError(
-                f"Generator expects latents [B, {self.cfg.in_channels}, frames], got {tuple(x.shape)}"
-            )
         dtype = self.conv_pre.weight.dtype
-        x = self.conv_pre(x.to(dtype))
-        if g is not None:
-            if not self.cfg.gin_channels:
-                raise VocoderInputError("this generator has gin_channels=0; do not pass g")
-            x = x + self.cond(g.to(dtype))
-        x = self.up(x)
+        x = self.up(project_latents(self, x, g))
         for block in self.blocks:
             x = block(x)
         log_mag, phase = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2).float().chunk(2, dim=1)
