@@ -93,6 +93,8 @@ def validate_istft_config(cfg: VocoderConfig) -> None:
         raise VocoderConfigError(
             f"istft_subframes={cfg.istft_subframes} must divide the hop ({hop} samples per latent frame)"
         )
+    if cfg.istft_subframes > 1 and cfg.istft_subframes % 2:
+        raise VocoderConfigError(f"istft_subframes must be 1 or even, got {cfg.istft_subframes}")
     if cfg.istft_channels < 1 or cfg.istft_layers < 1:
         raise VocoderConfigError("istft_channels and istft_layers must be positive")
 
@@ -112,14 +114,11 @@ class ISTFTGenerator(nn.Module):
         # kernel 2r, stride r, padding r/2 gives exactly r sub-frames per latent frame (r even);
         # r = 1 needs no upsampling at all
         self.up = nn.ConvTranspose1d(dim, dim, 2 * r, r, padding=r // 2) if r > 1 else nn.Identity()
-        if r > 1 and r % 2:
-            raise VocoderConfigError(f"istft_subframes must be 1 or even, got {r}")
         self.blocks = nn.ModuleList(
             ConvNeXtBlock(dim, 3 * dim, 1.0 / cfg.istft_layers) for _ in range(cfg.istft_layers)
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.bins = OVERLAP * sub_hop // 2 + 1
-        self.head = nn.Linear(dim, 2 * self.bins)
+        self.head = nn.Linear(dim, 2 * (OVERLAP * sub_hop // 2 + 1))  # log-magnitude and phase per bin
         self.istft = InverseSTFT(OVERLAP * sub_hop, sub_hop)
 
     @property
