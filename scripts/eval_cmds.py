@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sentences", type=int, default=None, help="sentences per voice (default: all of test.txt)")
     p.add_argument("--max-new-tokens", type=int, default=1500, help="cap on GPT tokens per segment (40 ms each)")
     p.add_argument("--seed", type=int, default=1234, help="sampling seed (the same for every system)")
+    decode = p.add_argument_group("decoding (defaults: the official engine's)")
+    decode.add_argument("--top-k", type=int, default=15, help="GPT: sample among the k most likely tokens")
+    decode.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
+    decode.add_argument("--repetition-penalty", type=float, default=1.35, help="GPT repetition penalty")
+    decode.add_argument("--noise-scale", type=float, default=0.5, help="SoVITS prior sampling temperature")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("-o", "--output", type=Path, default=Path("eval_report.json"), help="JSON report path")
     p.set_defaults(func=run_eval_cmd)
@@ -137,6 +142,12 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     from gpt_sovits.pipeline import SynthesisParams
     from training.evaluate import SimilarityJudge, System, load_voice, make_recognizer, run_eval, write_report
 
+    try:
+        params = SynthesisParams(seed=args.seed, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
+                                 temperature=args.temperature, repetition_penalty=args.repetition_penalty,
+                                 noise_scale=args.noise_scale)
+    except ValueError as exc:
+        raise SystemExit(f"gsv eval: {exc}") from exc  # a bad knob fails before any model loads
     folders = _voice_folders(args.voices, args.only)
     voices = [load_voice(f) for f in folders]
     finetuned = _parse_finetuned(args.finetuned)
@@ -154,7 +165,6 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
 
         systems.append(System("fine-tuned", tuned))
     recognizer = make_recognizer(args.asr, args.asr_model, args.device)
-    params = SynthesisParams(seed=args.seed, max_new_tokens=args.max_new_tokens)
     report = run_eval(voices, systems, SimilarityJudge(args.speaker_weights), recognizer, params,
                       args.max_sentences, _seen_map(args.corpus, [v.id for v in voices]))
     write_report(report, args.output)

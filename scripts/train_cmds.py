@@ -195,8 +195,7 @@ def run_train_sovits(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, [f"{k}={json.dumps(v)}" for k, v in TINY_S2.items()] + args.overrides)
     result = train_sovits(args.data, base, args.output, cfg, args.discriminator, resume=not args.no_resume,
                           progress_bar=not args.no_progress)
-    print(f"SoVITS: {result.steps} steps in {result.seconds:.0f} s, final {_fmt(result.final)}\nweights: {result.weights}")
-    return 0
+    return _report("SoVITS", result)
 
 
 def run_train_gpt(args: argparse.Namespace) -> int:
@@ -207,7 +206,18 @@ def run_train_gpt(args: argparse.Namespace) -> int:
     cfg = _train_config(TrainS1Config, args)
     base = args.base or _tiny_base(args.output)[0]
     result = train_gpt(args.data, base, args.output, cfg, resume=not args.no_resume, progress_bar=not args.no_progress)
-    print(f"GPT: {result.steps} steps in {result.seconds:.0f} s, final {_fmt(result.final)}\nweights: {result.weights}")
+    return _report("GPT", result)
+
+
+EXIT_STOPPED = 75
+"""Exit status of a run stopped by SIGTERM/Ctrl-C after saving (EX_TEMPFAIL: not done, run it again)."""
+
+
+def _report(name: str, result) -> int:  # noqa: ANN001 - training.loop.TrainResult (imported lazily)
+    print(f"{name}: {result.steps} steps in {result.seconds:.0f} s, final {_fmt(result.final)}\nweights: {result.weights}")
+    if result.stopped:
+        print(f"stopped early at step {result.steps}: its checkpoint is saved; run the same command to resume")
+        return EXIT_STOPPED
     return 0
 
 
@@ -248,7 +258,7 @@ def _register_finetune(sub: argparse._SubParsersAction) -> None:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from training.config import TrainS1Config, TrainS2Config
-    from training.finetune import BaseModels, finetune
+    from training.finetune import BaseModels, FinetuneStopped, finetune
 
     prepare_cfg = _prepare_config(args)
     s2_cfg = _stage_config(TrainS2Config, args, "s2")
@@ -257,8 +267,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         s2_cfg = apply_overrides(s2_cfg, [f"{k}={json.dumps(v)}" for k, v in TINY_S2.items()] + args.s2_overrides)
     base = BaseModels(args.base_gpt, args.base_sovits, args.hubert, args.bert, args.base_discriminator,
                       random_tiny=args.random_tiny)
-    result = finetune(_sources(args), args.output, base, prepare_cfg, s2_cfg, s1_cfg, args.asr_model,
-                      progress=not args.no_progress)
+    try:
+        result = finetune(_sources(args), args.output, base, prepare_cfg, s2_cfg, s1_cfg, args.asr_model,
+                          progress=not args.no_progress)
+    except FinetuneStopped as exc:
+        print(exc)
+        return EXIT_STOPPED
     print(result.summary())
     return 0
 

@@ -103,6 +103,8 @@ class TrainS1Config(JsonConfig):
     seed: int = 1234
     save_every_epochs: int = 5
     """Write a resumable checkpoint every N epochs (and always at the end)."""
+    save_every_steps: int = 0
+    """Also write one every N steps (0 = off): an epoch can outlast the machine's session."""
     keep_checkpoints: int = 2
     """Older resumable checkpoints beyond this count are deleted."""
     log_every_steps: int = 10
@@ -145,6 +147,8 @@ class TrainS2Config(JsonConfig):
     """auto (fp16 on GPU as official, fp32 on CPU), fp32, fp16 or bf16."""
     seed: int = 1234
     save_every_epochs: int = 4
+    save_every_steps: int = 0
+    """Also write a resumable checkpoint every N steps (0 = off)."""
     keep_checkpoints: int = 2
     log_every_steps: int = 10
     max_steps: int | None = None

@@ -450,6 +450,8 @@ class EvalReport:
     """voice -> 'held-out' / 'seen' in the base model's training corpus (when known)."""
     floor: dict[str, float] = field(default_factory=dict)
     """voice -> the recogniser's error rate on the voice's own ref.flac: what a perfect clone would score."""
+    decoding: dict[str, float] = field(default_factory=dict)
+    """The sampling knobs every system used (a report is only comparable with one decoded alike)."""
 
     def to_json(self) -> dict:
         rows = []
@@ -465,6 +467,7 @@ class EvalReport:
             })
         return {
             "recognizer": self.recognizer,
+            "decoding": dict(self.decoding),
             "baseline": {"voices": self.baseline.voices,
                          "matrix": [[_clean(v) for v in row] for row in self.baseline.matrix],
                          **{k: _clean(v) for k, v in self.baseline.summary().items()}},
@@ -521,7 +524,10 @@ def run_eval(voices: list[EvalVoice], systems: list[System], judge: SimilarityJu
     baseline = baseline_similarity(voices, judge)
     floor = recognizer_floor(voices, recognizer)
     results = [evaluate_voice(s, v, judge, recognizer, params, max_sentences) for s in systems for v in voices]
-    return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}), floor)
+    decoding = {k: getattr(params, k) for k in ("top_k", "top_p", "temperature", "repetition_penalty", "noise_scale",
+                                                 "seed", "max_new_tokens")}
+    return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}), floor,
+                      decoding)
 
 
 def recognizer_floor(voices: list[EvalVoice], recognizer: Recognizer | None) -> dict[str, float]:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from gpt_sovits.checkpoint import save_gpt, save_sovits
-from gpt_sovits.errors import ModelNotFoundError
+from gpt_sovits.errors import GSVError, ModelNotFoundError
 from training.config import PrepareConfig, TrainS1Config, TrainS2Config
 from training.dataset import atomic_write_text
 from training.features import FeatureModels
@@ -142,13 +142,28 @@ def finetune(sources: list[SourceAudio], out_dir: Path, base: BaseModels, prepar
     log.info("2/3 fine-tuning SoVITS (S2)")
     s2 = train_sovits(out_dir / "dataset", Path(sovits_base), out_dir / "s2", s2_cfg, base.discriminator,
                       progress_bar=progress)
+    _stop_if_asked(s2, "SoVITS", out_dir / "s2")
     log.info("3/3 fine-tuning the GPT (S1)")
     s1 = train_gpt(out_dir / "dataset", Path(gpt_base), out_dir / "s1", s1_cfg, progress_bar=progress)
+    _stop_if_asked(s1, "GPT", out_dir / "s1")
 
     gpt_out, sovits_out = _publish(s1.weights, out_dir / "gpt"), _publish(s2.weights, out_dir / "sovits")
     result = FinetuneResult(out_dir, gpt_out, sovits_out, time.monotonic() - t0, report, s2, s1)
     _write_summary(result, base, prepare_cfg, s2_cfg, s1_cfg)
     return result
+
+
+class FinetuneStopped(GSVError):
+    """A SIGTERM/Ctrl-C ended a stage early; its checkpoint is saved and the same command resumes."""
+
+    code = "finetune_stopped"
+
+
+def _stop_if_asked(result: TrainResult, stage: str, run_dir: Path) -> None:
+    # the next stage must not start from a half-trained one: stop the whole recipe here
+    if result.stopped:
+        raise FinetuneStopped(f"stopped during the {stage} stage at step {result.steps}; its checkpoint is in "
+                              f"{run_dir}. Run the same command again to resume from there.")
 
 
 def _publish(weights: Path, stem: Path) -> Path:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -10,6 +13,9 @@ import numpy as np
 import torch
 
 from gpt_sovits.errors import GSVError
+
+
+log = logging.getLogger(__name__)
 
 
 class RuntimeConfigError(GSVError):
@@ -88,3 +94,45 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, flag in zip(modules, flags):
             m.train(flag)
+
+
+class StopSignal:
+    """Turns the first SIGTERM/SIGINT into a request the training loop polls between steps.
+
+    A scheduler's SIGTERM (preemption, a session that ends) or a Ctrl-C then costs at most the
+    step in flight: the loop saves a checkpoint and returns normally. A second signal restores the
+    previous handler and re-sends itself, so a stuck run can still be killed. Outside the main
+    thread (where Python cannot install handlers) it installs nothing and never fires.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._requested = False
+        self._previous: dict[int, object] = {}
+
+    def requested(self) -> bool:
+        return self._requested
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._requested:  # second signal: give up on the graceful stop
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self._requested = True
+        log.warning("%s received: finishing the current step and saving a checkpoint "
+                    "(send it again to stop at once)", signal.Signals(signum).name)
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()

@@ -22,7 +22,7 @@ from gpt_sovits.t2s import T2SModel
 from training.config import TrainS1Config
 from training.dataset import DatasetDir, S1Dataset, collate_s1, make_batches, steps_per_epoch
 from training.loop import StepLoop, TrainResult, total_steps
-from training.runtime import Precision, resolve_device, resolve_precision, seed_everything
+from training.runtime import Precision, StopSignal, resolve_device, resolve_precision, seed_everything
 from training.schedules import set_lr, warmup_cosine
 from training.state import Progress, latest_checkpoint, load_training_state, save_training_state
 from training.tracking import RunLogger
@@ -97,9 +97,10 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
                             {"train_config": cfg.to_dict()}, cfg.keep_checkpoints)
 
     model.train()
-    with RunLogger(out_dir, total, progress.step, "train gpt", progress_bar=progress_bar) as logger:
+    with StopSignal() as stop, RunLogger(out_dir, total, progress.step, "train gpt",
+                                         progress_bar=progress_bar) as logger:
         loop = StepLoop(progress, epoch_batches, cfg.epochs, total, logger, save, cfg.log_every_steps,
-                        cfg.save_every_epochs)
+                        cfg.save_every_epochs, cfg.save_every_steps, stop.requested)
         for indices in loop:
             # the schedule spans all epochs even when max_steps stops the run early
             lr = warmup_cosine(progress.step, schedule_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -113,4 +114,4 @@ def train_gpt(dataset_dir: Path, base_gpt: Path, out_dir: Path, cfg: TrainS1Conf
         final = loop.final
     info = {"source": "gsv train gpt", "steps": progress.step, "epochs": progress.epoch}
     weights = save_gpt(model, model_cfg, out_dir / "gpt", info, dtype=torch.float16)
-    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first)
+    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first, loop.stopped)

@@ -26,7 +26,7 @@ from gpt_sovits.sovits.spectrogram import log_mel_spectrogram, spec_to_log_mel
 from training.config import TrainS2Config
 from training.dataset import DatasetDir, S2Dataset, collate_s2, make_batches, steps_per_epoch
 from training.loop import StepLoop, TrainResult, total_steps
-from training.runtime import Precision, resolve_device, resolve_precision, seed_everything
+from training.runtime import Precision, StopSignal, resolve_device, resolve_precision, seed_everything
 from training.schedules import exponential, set_lr
 from training.state import Progress, latest_checkpoint, load_training_state, save_training_state
 from training.tracking import RunLogger
@@ -261,9 +261,10 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
                             scaler, progress, {"train_config": cfg.to_dict()}, cfg.keep_checkpoints)
 
     train_mode(net_g, net_d, cfg.decoder_only)
-    with RunLogger(out_dir, total, progress.step, "train sovits", progress_bar=progress_bar) as logger:
+    with StopSignal() as stop, RunLogger(out_dir, total, progress.step, "train sovits",
+                                         progress_bar=progress_bar) as logger:
         loop = StepLoop(progress, epoch_batches, cfg.epochs, total, logger, save, cfg.log_every_steps,
-                        cfg.save_every_epochs)
+                        cfg.save_every_epochs, cfg.save_every_steps, stop.requested)
         for indices in loop:
             lr = exponential(progress.epoch, cfg.lr, cfg.lr_decay)  # decays per finished epoch, not per step
             set_lr(opt_g, lr)
@@ -274,7 +275,7 @@ def train_sovits(dataset_dir: Path, base_sovits: Path, out_dir: Path, cfg: Train
             loop.record({**metrics, "lr": lr})
         final = loop.final
     weights = export_sovits(net_g, model_cfg, out_dir / "sovits", {"steps": progress.step, "epochs": progress.epoch})
-    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first)
+    return TrainResult(weights, progress.step, time.monotonic() - t0, final, loop.first, loop.stopped)
 
 
 def export_sovits(net_g: SynthesizerTrn, cfg: SoVITSConfig, path: Path, info: dict) -> Path:

@@ -148,12 +148,14 @@ def test_gsv_eval_end_to_end_on_random_tiny(tmp_path: Path, voices_dir: Path, ju
     out = tmp_path / "report.json"
     asr = "none" if _pocketsphinx_missing() else "pocketsphinx"
     rc = _run_eval_cli(["--voices", str(voices_dir), "--random-tiny", "--max-sentences", "1", "--max-new-tokens", "30",
-                        "--asr", asr, "--finetuned", f"en_slt={gpt},{sovits}", "-o", str(out)])
+                        "--asr", asr, "--finetuned", f"en_slt={gpt},{sovits}", "--temperature", "0.8",
+                        "-o", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "zero-shot" in printed and "fine-tuned" in printed and "en_allison" in printed
 
     report = json.loads(out.read_text())
+    assert report["decoding"]["temperature"] == 0.8 and report["decoding"]["top_k"] == 15
     assert report["baseline"]["voices"] == ["en_allison", "en_slt"]
     rows = {(r["system"], r["voice"]): r for r in report["results"]}
     assert set(rows) == {("zero-shot", "en_allison"), ("zero-shot", "en_slt"),
@@ -174,6 +176,11 @@ def test_gsv_eval_end_to_end_on_random_tiny(tmp_path: Path, voices_dir: Path, ju
             assert row["asr_floor"] < 0.3 < row["error_rate"]
     if asr == "pocketsphinx":
         assert "floor" in printed
+
+
+def test_gsv_eval_rejects_a_bad_decoding_knob_before_loading_models(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="temperature must be > 0"):
+        _run_eval_cli(["--voices", str(tmp_path / "missing"), "--random-tiny", "--temperature", "0"])
 
 
 def test_seen_map_marks_heldout_and_trained_voices(tmp_path: Path) -> None:

@@ -64,6 +64,24 @@ def test_finetune_end_to_end_on_tiny_models(tmp_path, capsys) -> None:
     assert json.loads((out / "finetune.json").read_text())["s1"]["steps"] == 4
 
 
+def test_a_stopped_finetune_exits_75_before_the_next_stage_and_resumes(tmp_path, capsys, monkeypatch) -> None:
+    from training.runtime import StopSignal
+
+    voice = _small_voice(tmp_path / "voice", 2)
+    out = tmp_path / "out"
+    argv = ["finetune", str(voice), "-o", str(out), "--random-tiny", "--device", "cpu", "--no-progress",
+            "--batch-size", "2", "--s2-max-steps", "3", "--s1-max-steps", "2"]
+    monkeypatch.setattr(StopSignal, "requested", lambda self: True)  # SIGTERM during the first S2 step
+    assert _gsv(argv) == train_cmds.EXIT_STOPPED
+    assert "stopped during the SoVITS stage at step 1" in capsys.readouterr().out
+    assert not (out / "s1").exists() and not (out / "sovits.safetensors").exists()
+
+    monkeypatch.undo()
+    assert _gsv(argv) == 0
+    summary = json.loads((out / "finetune.json").read_text())
+    assert summary["s2"]["steps"] == 3 and summary["s1"]["steps"] == 2
+
+
 def test_prepare_and_train_commands_on_tiny_models(tmp_path, capsys) -> None:
     voice = _small_voice(tmp_path / "voice", 2)
     assert _gsv(["prepare", str(voice), "-o", str(tmp_path / "ds"), "--random-tiny", "--no-progress",

@@ -29,14 +29,16 @@ class Run:
     epochs_started: list[int] = dataclasses.field(default_factory=list)
     final: dict = dataclasses.field(default_factory=dict)
 
-    def go(self, total: int, epochs: int = 3, log_every: int = 3, save_every_epochs: int = 2) -> StepLoop:
+    def go(self, total: int, epochs: int = 3, log_every: int = 3, save_every_epochs: int = 2,
+           save_every_steps: int = 0, stop_after: int | None = None) -> StepLoop:
         def epoch_batches(epoch: int) -> list[list[int]]:
             self.epochs_started.append(epoch)
             return _batches(epoch)
 
         with RunLogger(self.run_dir, total, self.progress.step, tensorboard=False, progress_bar=False) as logger:
             loop = StepLoop(self.progress, epoch_batches, epochs, total, logger,
-                            lambda: self.saves.append(dataclasses.replace(self.progress)), log_every, save_every_epochs)
+                            lambda: self.saves.append(dataclasses.replace(self.progress)), log_every, save_every_epochs,
+                            save_every_steps, None if stop_after is None else lambda: self.progress.step >= stop_after)
             for indices in loop:
                 self.seen.append(indices)
                 # a loss that depends on the step, as a tensor, the way the trainers hand it over
@@ -89,7 +91,7 @@ def test_cap_on_an_epoch_boundary_rolls_the_epoch_over(tmp_path) -> None:
     run = Run(tmp_path)
     run.go(total=8)
     assert run.progress == Progress(step=8, epoch=2, batch_in_epoch=0)
-    assert run.saves == [Progress(8, 2, 0), Progress(8, 2, 0)]  # the epoch save point, then the final save
+    assert run.saves == [Progress(8, 2, 0)]  # the epoch save point is also the final state: written once
     resumed = Run(tmp_path, progress=dataclasses.replace(run.progress))
     resumed.go(total=12)
     assert resumed.epochs_started == [2]  # starts the next epoch at its first batch
@@ -101,7 +103,7 @@ def test_epochs_end_the_run_before_the_step_cap(tmp_path) -> None:
     run = Run(tmp_path)
     run.go(total=total_steps(2 * PER_EPOCH, None), epochs=2, save_every_epochs=1)
     assert run.seen == _all_batches(2)
-    assert run.saves == [Progress(4, 1, 0), Progress(8, 2, 0), Progress(8, 2, 0)]
+    assert run.saves == [Progress(4, 1, 0), Progress(8, 2, 0)]
 
 
 def test_a_finished_run_yields_nothing_and_reports_the_last_logged_metrics(tmp_path) -> None:
@@ -112,6 +114,32 @@ def test_a_finished_run_yields_nothing_and_reports_the_last_logged_metrics(tmp_p
     assert again.saves == [Progress(5, 1, 1)]  # still writes the final checkpoint
     assert loop.first == {}
     assert again.final["step"] == 5 and again.final["loss"] == 4.0  # read back from metrics.jsonl
+
+
+def test_step_cadence_saves_inside_long_epochs(tmp_path) -> None:
+    run = Run(tmp_path)
+    run.go(total=10, save_every_steps=3)
+    # every 3rd step, the 2-epoch save point, and the end (the cap at step 10 is not a cadence step)
+    assert run.saves == [Progress(3, 0, 3), Progress(6, 1, 2), Progress(8, 2, 0), Progress(9, 2, 1),
+                         Progress(10, 2, 2)]
+
+
+def test_a_stop_request_ends_after_the_step_with_a_checkpoint_that_resumes_exactly(tmp_path) -> None:
+    straight = Run(tmp_path / "straight")
+    straight.go(total=10)
+
+    stopped = Run(tmp_path / "split")
+    loop = stopped.go(total=10, stop_after=5)
+    assert loop.stopped
+    assert stopped.progress == Progress(step=5, epoch=1, batch_in_epoch=1)
+    assert stopped.saves == [Progress(5, 1, 1)]  # saved once, where it stopped
+    assert read_metrics(tmp_path / "split")[-1]["step"] == 5  # the last step is logged, not lost
+
+    resumed = Run(tmp_path / "split", progress=dataclasses.replace(stopped.saves[-1]))
+    again = resumed.go(total=10)
+    assert not again.stopped
+    assert stopped.seen + resumed.seen == straight.seen
+    assert resumed.progress == straight.progress
 
 
 def test_total_steps_is_the_schedule_unless_max_steps_is_smaller() -> None:

@@ -44,3 +44,35 @@ def test_resume_continues_from_the_saved_step_with_identical_state(slt_dataset, 
         assert ta.keys() == tb.keys()
         for key in ta:
             torch.testing.assert_close(ta[key], tb[key], rtol=0, atol=1e-6, msg=f"{name}:{key}")
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_run_resumes(slt_dataset, tiny_base, tmp_path,
+                                                                              monkeypatch) -> None:
+    import os
+    import signal
+
+    from training import train_gpt as module
+
+    ds, _ = slt_dataset
+    real_step, calls = module.s1_step, []
+
+    def step_then_sigterm(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:  # a scheduler's SIGTERM lands while step 3 is being recorded
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(module, "s1_step", step_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    run = tmp_path / "run"
+    result = train_gpt(ds.root, tiny_base[0], run, _cfg(max_steps=8, log_every_steps=5), progress_bar=False)
+    assert result.stopped and result.steps == 3 and len(calls) == 3
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is gone with the run
+    assert int(load_file(str(latest_checkpoint(run) / "optim_gpt.safetensors"))["0.step"]) == 3
+    assert [r["step"] for r in read_metrics(run)] == [1, 3]  # step 3 is logged although not a cadence step
+
+    monkeypatch.setattr(module, "s1_step", real_step)
+    again = train_gpt(ds.root, tiny_base[0], run, _cfg(max_steps=8, log_every_steps=5), progress_bar=False)
+    assert not again.stopped and again.steps == 8
+    assert [r["step"] for r in read_metrics(run)] == [1, 3, 4, 5, 8]

@@ -136,3 +136,18 @@ def test_decoder_only_trains_the_decoder_on_frozen_latents(slt_dataset, tiny_bas
     net_g, _ = load_generator(tiny_base[1], generator="istft")
     n_dec = sum(1 for n, p in net_g.named_parameters() if n.startswith("dec."))
     assert len({k.split(".")[0] for k in state if k.endswith(".exp_avg")}) == n_dec  # only dec has optimizer state
+
+
+def test_a_stop_request_saves_a_step_checkpoint_that_resumes(slt_dataset, tiny_base, tmp_path, monkeypatch) -> None:
+    from training.runtime import StopSignal
+
+    ds, _ = slt_dataset
+    run = tmp_path / "run"
+    result = train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=6, save_every_steps=2), progress_bar=False)
+    assert not result.stopped and result.steps == 6
+
+    monkeypatch.setattr(StopSignal, "requested", lambda self: True)  # as if SIGTERM arrived during step 7
+    stopped = train_sovits(ds.root, tiny_base[1], run, _cfg(max_steps=10), progress_bar=False)
+    assert stopped.stopped and stopped.steps == 7
+    assert int(load_file(str(latest_checkpoint(run) / "optim_g.safetensors"))["0.step"]) == 7
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, 8))
