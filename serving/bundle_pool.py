@@ -44,6 +44,18 @@ class BundlePool:
                 self._loading.pop(key, None)
             return bundle
 
+    def put(self, gpt: str | None, sovits: str | None, bundle: Any) -> None:
+        """Adopt a bundle already loaded for these weight paths (an upload validated it by loading
+        it), so the voice's first synthesis does not load the same files again."""
+        if not gpt and not sovits or self.capacity == 0:
+            return
+        key = (gpt or "", sovits or "")
+        with self._lock:
+            self._items[key] = bundle
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
     def evict(self, gpt: str | None, sovits: str | None) -> bool:
         """Forget a fine-tuned bundle (its voice was deleted); True if it was loaded."""
         with self._lock:

@@ -73,6 +73,8 @@ class BundleProvider(Protocol):
 
     def get(self, gpt: str | None, sovits: str | None) -> Any: ...
 
+    # optional: `put(gpt, sovits, bundle)` adopts a bundle loaded elsewhere (see `VoiceService.create`)
+
 
 class SpeakerEncoder(Protocol):
     def embed(self, wav: np.ndarray, sr: int) -> np.ndarray: ...
@@ -200,6 +202,11 @@ class VoiceService:
         if embedding is not None:
             self.index.add(owner_h, record.id, embedding)
         self.cache.put((record.id, record.content_hash), prompt)
+        adopt = getattr(self.bundles, "put", None)
+        if weights and callable(adopt):
+            # the fine-tune is in memory already (loaded to validate it): loading it again on the
+            # first synthesis cost seconds of first-byte latency with our base on a CPU
+            adopt(*self.weights_paths(record.id), bundle)
         return record
 
     def _check_name(self, name: str | None, filename: str | None) -> str:

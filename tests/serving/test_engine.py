@@ -188,6 +188,22 @@ def test_finetuned_bundles_share_an_lru_pool(fakes, fake_control) -> None:
     assert pool.loads == 4
 
 
+def test_pool_adopts_a_loaded_bundle_without_loading(fakes) -> None:
+    base = fakes.Bundle()
+    pool = BundlePool(base, capacity=2)
+    loaded = base.with_weights("a.ckpt", None)
+    pool.put("a.ckpt", None, loaded)
+    assert pool.get("a.ckpt", None) is loaded and pool.loads == 0
+    pool.put(None, None, loaded)  # the base is not a pool entry
+    assert len(pool) == 1
+    pool.put("b.ckpt", None, base.with_weights("b.ckpt", None))
+    pool.put("c.ckpt", None, base.with_weights("c.ckpt", None))  # LRU: a goes
+    assert len(pool) == 2 and pool.get("a.ckpt", None) is not loaded and pool.loads == 1
+    off = BundlePool(base, capacity=0)
+    off.put("a.ckpt", None, loaded)
+    assert len(off) == 0
+
+
 def test_pool_loads_each_key_once_under_concurrency(fakes) -> None:
     calls: list[str] = []
 

@@ -77,6 +77,10 @@ class FakePool:
         self.base = FakeBundle()
         self.requests: list[tuple[str | None, str | None]] = []
         self.evicted: list[tuple[str | None, str | None]] = []
+        self.adopted: dict[tuple[str | None, str | None], FakeBundle] = {}
+
+    def put(self, gpt: str | None, sovits: str | None, bundle: FakeBundle) -> None:
+        self.adopted[(gpt, sovits)] = bundle
 
     def get(self, gpt: str | None, sovits: str | None) -> FakeBundle:
         self.requests.append((gpt, sovits))
@@ -304,6 +308,9 @@ def test_finetuned_weights_are_validated_stored_and_pooled(make_service, audio, 
     assert service.load_prompt(record.id).bundle.startswith("finetune:")  # prompt made with the fine-tune
     gpt_path, sovits_path = service.weights_paths(record.id)
     assert Path(gpt_path).read_bytes() == gpt_bytes and Path(sovits_path).read_bytes() == sovits_bytes
+    # the bundle loaded to validate the upload is handed to the pool under the stored paths
+    assert list(pool.adopted) == [(gpt_path, sovits_path)]
+    assert pool.adopted[(gpt_path, sovits_path)].name == service.load_prompt(record.id).bundle
     assert service.bundle_for(record.id).name.startswith("finetune:")
     assert pool.requests[-1] == (gpt_path, sovits_path)
     service.delete(record.id)
