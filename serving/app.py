@@ -239,7 +239,7 @@ def create_app(settings: Settings | None = None, overrides: Overrides | None = N
     state = AppState(
         settings=settings, metrics=metrics, auth=ApiKeyAuth(settings.api_keys),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-        streams=ConcurrencyLimit(settings.max_concurrent_streams),
+        streams=ConcurrencyLimit(settings.stream_limit),
         ingest_limiter=anyio.CapacityLimiter(settings.max_concurrent_decodes),
     )
 

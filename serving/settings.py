@@ -18,6 +18,8 @@ message that says exactly what is missing and how to provide it.
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -172,8 +174,10 @@ class Settings(BaseSettings):
     """Most audio channels accepted (mono or stereo); downmix multichannel recordings first."""
     max_text_chars: int = Field(default=2000, gt=0)
     """Longest synthesis text and transcript, in characters."""
-    max_concurrent_streams: int = Field(default=4, ge=1)
-    """Synthesis requests served at the same time; more wait in the queue."""
+    max_concurrent_streams: int | None = Field(default=None, ge=1)
+    """Streams open at the same time; one more gets 503 too_many_streams with Retry-After. Unset:
+    4 on a GPU, one per two CPU cores on a CPU (a 2-core CPU keeps one stream real time, while
+    four streams ran at RTF 2.3 with multi-second stalls: README "Speed"). See `stream_limit`."""
     queue_size: int = Field(default=32, ge=1)
     """Requests allowed to wait for a synthesis slot; beyond that the server answers 503."""
     rate_limit_per_minute: int = Field(default=60, ge=0)
@@ -258,6 +262,15 @@ class Settings(BaseSettings):
         return self
 
     # --------------------------------------------------------------------------- helpers
+    @property
+    def stream_limit(self) -> int:
+        """`max_concurrent_streams`, or its device-dependent default when unset."""
+        if self.max_concurrent_streams is not None:
+            return self.max_concurrent_streams
+        if self.device.startswith("cuda"):
+            return 4
+        return max(1, (os.cpu_count() or 1) // 2)
+
     @property
     def auth_enabled(self) -> bool:
         """True when at least one API key is configured."""

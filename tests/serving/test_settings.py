@@ -61,6 +61,19 @@ def test_invalid_values_are_rejected() -> None:
         Settings(max_upload_bytes=0)
 
 
+def test_stream_limit_follows_the_device_unless_set(monkeypatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert Settings().stream_limit == 1  # a 2-core CPU keeps one stream real time
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert Settings().stream_limit == 8
+    assert Settings(device="cuda:0").stream_limit == 4
+    assert Settings(max_concurrent_streams=3).stream_limit == 3
+    monkeypatch.setenv("GSV_MAX_CONCURRENT_STREAMS", "6")
+    assert Settings(device="cuda").stream_limit == 6
+    with pytest.raises(ValidationError):
+        Settings(max_concurrent_streams=0)
+
+
 def test_every_field_is_documented() -> None:
     undocumented = [name for name, f in Settings.model_fields.items() if not f.description]
     assert undocumented == []
