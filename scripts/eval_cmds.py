@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
     decode.add_argument("--repetition-penalty", type=float, default=1.35, help="GPT repetition penalty")
     decode.add_argument("--noise-scale", type=float, default=0.5, help="SoVITS prior sampling temperature")
+    decode.add_argument("--reference-free", action="store_true",
+                        help="ignore ref.txt: the GPT gets no prompt tokens, the reference sets only the voice's style "
+                             "(what the service does for an upload without a transcript)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument("-o", "--output", type=Path, default=Path("eval_report.json"), help="JSON report path")
     p.set_defaults(func=run_eval_cmd)
@@ -166,7 +169,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
         systems.append(System("fine-tuned", tuned))
     recognizer = make_recognizer(args.asr, args.asr_model, args.device)
     report = run_eval(voices, systems, SimilarityJudge(args.speaker_weights), recognizer, params,
-                      args.max_sentences, _seen_map(args.corpus, [v.id for v in voices]))
+                      args.max_sentences, _seen_map(args.corpus, [v.id for v in voices]), args.reference_free)
     write_report(report, args.output)
     print(report.baseline_table())
     print()

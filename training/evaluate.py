@@ -384,8 +384,13 @@ def _score_sentence(result: SentenceResult, audio: np.ndarray, sr: int, voice: E
 
 
 def evaluate_voice(system: System, voice: EvalVoice, judge: SimilarityJudge, recognizer: Recognizer | None,
-                   params: "SynthesisParams", max_sentences: int | None = None) -> VoiceResult:
-    """Synthesize the voice's held-out sentences with one system and score every one."""
+                   params: "SynthesisParams", max_sentences: int | None = None,
+                   reference_free: bool = False) -> VoiceResult:
+    """Synthesize the voice's held-out sentences with one system and score every one.
+
+    `reference_free` drops ref.txt, as the service does for an upload without a transcript: the
+    GPT then gets no prompt tokens and the reference sets only the SoVITS style.
+    """
     from gpt_sovits.pipeline import Synthesizer, VoicePrompt
 
     out = VoiceResult(system.name, voice.id, voice.lang, error_metric(voice.lang))
@@ -401,7 +406,8 @@ def evaluate_voice(system: System, voice: EvalVoice, judge: SimilarityJudge, rec
         out.skipped = "no weights for this voice"
         return out
     try:
-        prompt = VoicePrompt.from_audio(bundle, voice.ref, voice.ref_sr, voice.ref_text, voice.lang)
+        prompt = VoicePrompt.from_audio(bundle, voice.ref, voice.ref_sr, None if reference_free else voice.ref_text,
+                                        voice.lang)
     except GSVError as exc:
         out.skipped = f"reference prompt failed: {exc}"
         return out
@@ -517,15 +523,18 @@ def load_bundle(gpt: Path, sovits: Path, content_dir: Path, bert_dir: Path | Non
 
 
 def run_eval(voices: list[EvalVoice], systems: list[System], judge: SimilarityJudge, recognizer: Recognizer | None,
-             params: "SynthesisParams", max_sentences: int | None = None, seen: dict[str, str] | None = None) -> EvalReport:
+             params: "SynthesisParams", max_sentences: int | None = None, seen: dict[str, str] | None = None,
+             reference_free: bool = False) -> EvalReport:
     """Baseline similarity first, then every (system, voice) pair."""
     if not voices:
         raise EvalError("No voices to evaluate: pass voice folders (each with ref.flac, ref.txt, clone.flac, test.txt).")
     baseline = baseline_similarity(voices, judge)
     floor = recognizer_floor(voices, recognizer)
-    results = [evaluate_voice(s, v, judge, recognizer, params, max_sentences) for s in systems for v in voices]
+    results = [evaluate_voice(s, v, judge, recognizer, params, max_sentences, reference_free)
+               for s in systems for v in voices]
     decoding = {k: getattr(params, k) for k in ("top_k", "top_p", "temperature", "repetition_penalty", "noise_scale",
                                                  "seed", "max_new_tokens")}
+    decoding["reference_free"] = reference_free
     return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}), floor,
                       decoding)
 

@@ -178,6 +178,31 @@ def test_gsv_eval_end_to_end_on_random_tiny(tmp_path: Path, voices_dir: Path, ju
         assert "floor" in printed
 
 
+def test_reference_free_eval_gives_the_gpt_no_prompt(voices_dir: Path, judge: SimilarityJudge, monkeypatch) -> None:
+    from gpt_sovits.bundle import ModelBundle
+    from gpt_sovits.pipeline import SynthesisParams, VoicePrompt
+    from training.evaluate import System, run_eval
+
+    made: list[VoicePrompt] = []
+    real = VoicePrompt.from_audio.__func__
+
+    def spy(cls, *args, **kwargs):
+        made.append(real(cls, *args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(VoicePrompt, "from_audio", classmethod(spy))
+    bundle = ModelBundle.random_tiny(seed=0)
+    voices = [load_voice(voices_dir / "en_slt")]
+    params = SynthesisParams(seed=1, max_new_tokens=6)
+    for free in (False, True):
+        report = run_eval(voices, [System("zero-shot", lambda _v: bundle)], judge, None, params, 1,
+                          reference_free=free)
+        assert report.to_json()["decoding"]["reference_free"] is free
+        assert report.results[0].sentences[0].error is None
+        # prompted: the reference's tokens and its text's phones; reference-free: neither
+        assert made[-1].ref_free is free and (made[-1].prompt_phones is None) is free
+
+
 def test_gsv_eval_rejects_a_bad_decoding_knob_before_loading_models(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="temperature must be > 0"):
         _run_eval_cli(["--voices", str(tmp_path / "missing"), "--random-tiny", "--temperature", "0"])
