@@ -61,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
     ph.add_argument("--mpl-weight", type=float, default=0.0,
                     help="weight of the auxiliary masked prediction of --init's MFCC clusters (0 = CTC only)")
+    ph.add_argument("--augment", type=float, default=0.0, metavar="PROB",
+                    help="share of utterances given another apparent voice (frequency scaling, tilt, noise); 0 = off")
     ph.add_argument("--save-every", type=int, default=500, help="write the encoder every N steps")
     ph.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ph.add_argument("--seed", type=int, default=0, help="random seed")
@@ -144,5 +146,6 @@ def run_train_phones(args: argparse.Namespace) -> int:
     from training.phone_encoder import PhoneCTCConfig, run_phone_training
 
     cfg = PhoneCTCConfig(name=args.name, steps=args.steps, batch_seconds=args.batch_seconds, lr=args.lr,
-                         warmup_steps=min(200, max(1, args.steps // 10)), mpl_weight=args.mpl_weight, seed=args.seed)
+                         warmup_steps=min(200, max(1, args.steps // 10)), mpl_weight=args.mpl_weight, seed=args.seed,
+                         augment_prob=args.augment)
     return run_phone_training(args.list, args.init, args.out, cfg, args.heldout_list, args.save_every, args.device)

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from gpt_sovits.config import JsonConfig
 from gpt_sovits.errors import GSVError
 from gpt_sovits.features import SSL_SAMPLE_RATE, ssl_frame_count
+from training.augment import VoicePerturbation
 from training.content_encoder import ContentEncoder, assign_clusters, mfcc_features, span_mask
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,8 @@ class PhoneCTCConfig(JsonConfig):
     mpl_weight: float = 0.0
     """Weight of the auxiliary masked prediction of the previous MFCC clusters (0 = CTC only)."""
     strip_stress: bool = True
+    augment_prob: float = 0.0
+    """Share of training utterances given a random other apparent voice (`training.augment`); 0 = off."""
     seed: int = 0
 
 
@@ -296,6 +299,8 @@ def train_phone_encoder(items: Sequence[PhoneItem], table: PhoneTable, init: Con
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     params = [p for g in groups for p in g["params"]]
     gen = torch.Generator().manual_seed(cfg.seed)
+    perturb = VoicePerturbation(prob=cfg.augment_prob) if cfg.augment_prob > 0 else None
+    rng = np.random.default_rng(cfg.seed)
     batches: list[list[int]] = []
     losses: list[float] = []
     for step in range(cfg.steps):
@@ -303,7 +308,10 @@ def train_phone_encoder(items: Sequence[PhoneItem], table: PhoneTable, init: Con
         set_lr(optimizer, lr)
         if not batches:
             batches = length_batches(items, cfg.batch_seconds, gen)
-        batch = {k: v.to(device) for k, v in collate([items[i] for i in batches.pop()]).items()}
+        chosen = [items[i] for i in batches.pop()]
+        if perturb is not None:
+            chosen = [perturbed(it, perturb, rng) for it in chosen]
+        batch = {k: v.to(device) for k, v in collate(chosen).items()}
         mask = None
         if cfg.mask_prob > 0:
             mask = span_mask(batch["wav"].shape[0], int(batch["frames"].max()), cfg.mask_prob, cfg.mask_length, gen)
@@ -325,6 +333,16 @@ def train_phone_encoder(items: Sequence[PhoneItem], table: PhoneTable, init: Con
     model.eval()
     head.eval()
     return PhoneTrainResult(model, head, table, losses)
+
+
+def perturbed(item: PhoneItem, perturb: VoicePerturbation, rng: np.random.Generator) -> PhoneItem:
+    """The item with another apparent voice; frame-level cluster labels follow the new duration."""
+    wav = perturb(item.wav, rng)
+    clusters = item.clusters
+    if clusters is not None and len(wav) != len(item.wav):
+        n_new, n_old = ssl_frame_count(len(wav)), len(clusters)
+        clusters = clusters[np.minimum(np.arange(n_new) * n_old // max(1, n_new), n_old - 1)]
+    return dataclasses.replace(item, wav=wav, clusters=clusters)
 
 
 @torch.no_grad()

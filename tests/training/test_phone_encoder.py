@@ -156,3 +156,20 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(head2(loaded(wav)), head(model(wav)))
     with pytest.raises(PhoneEncoderError, match="train-phones"):
         load_phone_head(tmp_path)
+
+
+def test_perturbed_items_keep_labels_and_stretch_cluster_labels() -> None:
+    from training.augment import VoicePerturbation
+    from training.phone_encoder import perturbed
+
+    items, _ = _tone_items(4)
+    for it in items:
+        it.clusters = np.arange(ssl_frame_count(len(it.wav)), dtype=np.int64)
+    rng = np.random.default_rng(0)
+    for it in items:
+        new = perturbed(it, VoicePerturbation(prob=1.0), rng)
+        assert new.labels == it.labels and len(new.wav) != len(it.wav)
+        assert len(new.clusters) == ssl_frame_count(len(new.wav))
+        assert new.clusters[0] == 0 and new.clusters[-1] == it.clusters[-1]  # same span, new frame rate
+        assert np.all(np.diff(new.clusters) >= 0)
+
