@@ -12,7 +12,8 @@ Graphs (see `wrappers` for their inputs and outputs):
 
 Precision: `fp32`; `fp16` converts weights and compute to float16 and keeps float32 inputs and
 outputs (for GPU runtimes; the CPU provider has few fp16 kernels); `int8` applies ONNX Runtime
-dynamic quantisation (int8 weights, per-call activation scales) to the MatMuls of the GPT graphs
+dynamic quantisation (int8 weights in 7-bit range, per-call activation scales; see
+`quantize_int8_dynamic`) to the MatMuls of the GPT graphs
 and, optionally, static calibrated QDQ INT8 to the SoVITS decoder (`calibration=`). The GPT is
 where int8 pays on CPU: its step is a chain of small matrix-vector products bound by weight reads.
 Export runs the legacy TorchScript-based exporter: it is fast (seconds on tiny models) and the
@@ -173,8 +174,20 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize_int8_dynamic(path: Path, op_types: Iterable[str] = ("MatMul", "Gemm")) -> None:
-    """ONNX Runtime dynamic INT8 (weights int8, activation scale computed per call)."""
+def quantize_int8_dynamic(path: Path, op_types: Iterable[str] = ("MatMul", "Gemm"),
+                          reduce_range: bool = True) -> None:
+    """ONNX Runtime dynamic INT8 (weights int8, activation scale computed per call).
+
+    `reduce_range` (default on) keeps the weights in 7 bits, [-64, 64]. The graph multiplies
+    uint8 activations by int8 weights (MatMulInteger, U8S8), and on x86 CPUs without VNNI
+    (AVX2 or AVX-512 alone: AMD Zen 2/3, Intel before Cascade Lake) ONNX Runtime's MLAS kernel
+    uses VPMADDUBSW, which adds each pair of uint8*int8 products into a *saturating* int16
+    (255*127*2 = 64770 > 32767). With full-range weights enough pairs clip that the tiny GPT's
+    INT8 logits came out 20% off its FP32 ones (exact integer maths: 1%). With 7-bit weights a
+    pair stays within 255*64*2 = 32640, so every CPU computes the exact integer result, at the
+    same speed. An export runs wherever it is copied, so this cannot follow the exporting
+    machine's CPU. (U8U8 weights avoid the clipping too, but run ~30% slower on AVX2.)
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32 = path.with_name(path.stem + ".fp32.onnx")
@@ -182,7 +195,7 @@ def quantize_int8_dynamic(path: Path, op_types: Iterable[str] = ("MatMul", "Gemm
     try:
         with _quiet_root_logger():
             quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8,
-                             op_types_to_quantize=list(op_types))
+                             op_types_to_quantize=list(op_types), reduce_range=reduce_range)
     finally:
         fp32.unlink(missing_ok=True)
 
