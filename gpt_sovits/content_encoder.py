@@ -247,8 +247,13 @@ def load_content_encoder(directory: str | Path) -> ContentEncoder:
     return model.eval()
 
 
-def open_content_encoder(directory: str | Path) -> SSLFeatureExtractor | ContentFeatureExtractor:
-    """Our encoder when `directory` holds one, else chinese-hubert-base (Hugging Face layout)."""
+def open_content_encoder(directory: str | Path):
+    """Our encoder when `directory` holds one, a phone aligner (`gpt_sovits.phone_align`) when
+    it holds that, else chinese-hubert-base (Hugging Face layout)."""
+    from gpt_sovits.phone_align import PhoneAlignFeatureExtractor, is_aligner_dir
+
     if is_content_encoder_dir(directory):
         return ContentFeatureExtractor.from_pretrained(directory)
+    if is_aligner_dir(directory):
+        return PhoneAlignFeatureExtractor.from_pretrained(directory)
     return SSLFeatureExtractor.from_pretrained(directory)

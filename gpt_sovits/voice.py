@@ -81,7 +81,7 @@ class VoicePrompt:
         wav16 = resample(ref, sr, SSL_RATE)
         tokens = phones = bert = None
         if prompt_text is not None and prompt_text.strip():
-            tokens = _prompt_tokens(bundle, wav16)
+            tokens = _prompt_tokens(bundle, wav16, prompt_text)
             phones, bert = _prompt_text_features(bundle, prompt_text, prompt_lang)
         specs = [_reference_spec(bundle, ref, sr)]
         for clip, clip_sr in aux:
@@ -178,11 +178,12 @@ def _check_reference(reference: np.ndarray, sr: int) -> np.ndarray:
     return ref
 
 
-def _prompt_tokens(bundle: "ModelBundle", wav16: np.ndarray) -> Tensor:
+def _prompt_tokens(bundle: "ModelBundle", wav16: np.ndarray, text: str) -> Tensor:
     padded = np.concatenate([wav16, np.zeros(PROMPT_PAD_SAMPLES, dtype=np.float32)])
     wav = torch.from_numpy(padded).to(bundle.device)[None]
     with torch.inference_mode():
-        ssl = bundle.ssl(wav)
+        # A phone-aligner content encoder (gpt_sovits.phone_align) aligns the clip to its text.
+        ssl = bundle.ssl(wav, [text]) if getattr(bundle.ssl, "needs_transcript", False) else bundle.ssl(wav)
         codes = bundle.sovits.extract_latent(ssl)
     return codes[0, 0].cpu()
 

@@ -107,6 +107,27 @@ def init_base_sovits(cfg: SoVITSConfig, features: Iterable[Tensor], seed: int = 
     return model.eval()
 
 
+def init_aligned_base_sovits(cfg: SoVITSConfig, seed: int = 0) -> SynthesizerTrn:
+    """A random SoVITS for phone-aligned tokens (`gpt_sovits.phone_align`): the one-hot features
+    of a token pair average to one code, and the codebook is the identity, so every feature
+    frame quantizes to its own aligned (phone, state) code."""
+    if not cfg.freeze_quantizer or cfg.ssl_dim != cfg.codebook_size:
+        raise BaseInitError(f"aligned tokens need freeze_quantizer=true and ssl_dim == codebook_size; got "
+                            f"{cfg.freeze_quantizer}, {cfg.ssl_dim} vs {cfg.codebook_size} (phone_token_sovits_config)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SynthesizerTrn(cfg, with_posterior=True)
+    pair_average_(model.ssl_proj)
+    book = model.quantizer.vq.layers[0]._codebook
+    with torch.no_grad():
+        eye = torch.eye(cfg.codebook_size)
+        book.embed.copy_(eye)
+        book.embed_avg.copy_(eye)
+        book.cluster_size.fill_(1.0)
+        book.inited.fill_(1.0)
+    return model.eval()
+
+
 def init_base_gpt(cfg: GPTConfig, seed: int = 0) -> T2SModel:
     """A randomly initialised GPT of `cfg` (its vocabulary must fit the SoVITS codebook)."""
     with torch.random.fork_rng(devices=[]):
@@ -138,12 +159,13 @@ def corpus_features(encoder_dir: Path, corpus_dir: Path, max_files: int, seed: i
     return feats
 
 
-def write_base_models(out_dir: Path, gpt_cfg: GPTConfig, sovits_cfg: SoVITSConfig, features: Iterable[Tensor],
+def write_base_models(out_dir: Path, gpt_cfg: GPTConfig, sovits_cfg: SoVITSConfig, features: Iterable[Tensor] | None,
                       seed: int = 0, info: dict | None = None) -> tuple[Path, Path]:
     """Initialise both models and write `gpt.safetensors` / `sovits.safetensors` (+ JSON, fp32,
-    the SoVITS with `enc_q`) into `out_dir`; returns their paths."""
+    the SoVITS with `enc_q`) into `out_dir`; returns their paths. `features` None: the SoVITS is
+    for phone-aligned tokens (`init_aligned_base_sovits`), no k-means."""
     check_pair(gpt_cfg, sovits_cfg)
-    sovits = init_base_sovits(sovits_cfg, features, seed)
+    sovits = init_aligned_base_sovits(sovits_cfg, seed) if features is None else init_base_sovits(sovits_cfg, features, seed)
     gpt = init_base_gpt(gpt_cfg, seed)
     meta = {"source": "training.base_init (from scratch)", "seed": seed, **(info or {})}
     out_dir = Path(out_dir)
@@ -174,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gpt-config", type=Path, required=True)
     p.add_argument("--sovits-config", type=Path, required=True)
-    p.add_argument("--encoder", type=Path, required=True, help="content encoder folder (gsv corpus train-encoder)")
-    p.add_argument("--corpus", type=Path, required=True, help="corpus folder (gsv corpus build)")
+    p.add_argument("--encoder", type=Path, help="content encoder folder (gsv corpus train-encoder)")
+    p.add_argument("--corpus", type=Path, help="corpus folder (gsv corpus build)")
+    p.add_argument("--phone-aligner", action="store_true",
+                   help="tokens from forced alignment (gpt_sovits.phone_align) instead of --encoder/--corpus; "
+                        "writes the aligner folder to OUT/hubert")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-files", type=int, default=600, help="utterances whose features feed the k-means")
     p.add_argument("--seed", type=int, default=0)
@@ -184,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     from training.content_encoder import load_content_encoder
 
     sovits_cfg = SoVITSConfig.load(args.sovits_config)
+    if args.phone_aligner:
+        return _main_aligned(args, sovits_cfg)
+    if args.encoder is None or args.corpus is None:
+        p.error("--encoder and --corpus are required unless --phone-aligner is given")
     enc = load_content_encoder(args.encoder).cfg
     if enc.name != sovits_cfg.content_encoder or enc.hidden_size != sovits_cfg.ssl_dim:
         raise BaseInitError(f"encoder '{enc.name}' ({enc.hidden_size}-d) does not match the SoVITS config "
@@ -192,6 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     gpt, sovits = write_base_models(args.out, GPTConfig.load(args.gpt_config), sovits_cfg, feats, args.seed,
                                     {"encoder": str(args.encoder), "corpus": str(args.corpus)})
     print(f"wrote {gpt}\n      {sovits}")
+    return 0
+
+
+def _main_aligned(args: argparse.Namespace, sovits_cfg: SoVITSConfig) -> int:
+    from gpt_sovits.phone_align import PhoneAlignFeatureExtractor
+
+    aligner = PhoneAlignFeatureExtractor()
+    if aligner.name != sovits_cfg.content_encoder or aligner.hidden_size != sovits_cfg.ssl_dim:
+        raise BaseInitError(f"the phone aligner '{aligner.name}' ({aligner.hidden_size} codes) does not match the "
+                            f"SoVITS config ('{sovits_cfg.content_encoder}', ssl_dim {sovits_cfg.ssl_dim}).")
+    aligner.save(Path(args.out) / "hubert")
+    gpt, sovits = write_base_models(args.out, GPTConfig.load(args.gpt_config), sovits_cfg, None, args.seed,
+                                    {"encoder": aligner.name})
+    print(f"wrote {gpt}\n      {sovits}\n      {Path(args.out) / 'hubert'}")
     return 0
 
 

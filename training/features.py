@@ -112,9 +112,12 @@ class FeatureModels:
 
     # ------------------------------------------------------------------------------ features
     @torch.no_grad()
-    def ssl_features(self, wav16k: np.ndarray) -> Tensor:
-        """HuBERT features [C, T50] (CPU, float32) of a 16 kHz waveform."""
+    def ssl_features(self, wav16k: np.ndarray, text: str | None = None) -> Tensor:
+        """HuBERT features [C, T50] (CPU, float32) of a 16 kHz waveform. `text` (the transcript)
+        is used by content encoders that align to it (`gpt_sovits.phone_align`), ignored by others."""
         wav = torch.from_numpy(np.ascontiguousarray(wav16k, dtype=np.float32)).to(self.device)
+        if getattr(self.ssl, "needs_transcript", False):
+            return self.ssl(wav.unsqueeze(0), [text] if text is not None else None)[0].float().cpu()
         return self.ssl(wav.unsqueeze(0))[0].float().cpu()
 
     @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 
 from gpt_sovits.audio import load_audio, resample
 from gpt_sovits.features import BertAlignmentError
+from gpt_sovits.phone_align import PhoneAlignError
 from gpt_sovits.text.errors import FrontendError
 from gpt_sovits.text.lang import check_language
 from training.config import PrepareConfig
@@ -167,7 +168,7 @@ def build_item(item: PlannedItem, wav: np.ndarray, sr: int, models: FeatureModel
     piece = wav[int(item.start * sr) : int(item.end * sr)]
     wav32 = normalise_loudness(resample(piece, sr, cfg.sample_rate), cfg.sample_rate, cfg.target_dbfs, cfg.peak_dbfs)
     wav16 = resample(wav32, cfg.sample_rate, cfg.ssl_sample_rate)
-    ssl = models.ssl_features(wav16)
+    ssl = models.ssl_features(wav16, item.text)
     semantic = models.semantic_tokens(ssl)
     spec = models.spectrogram(wav32)
     text = models.text_features(item.text, item.lang)
@@ -241,9 +242,10 @@ def prepare_dataset(sources: list[SourceAudio], out_dir: Path, cfg: PrepareConfi
                     wav, sr = load_audio(src.path)
                 try:
                     done[p.id] = _build_and_store(ds, p, wav, sr, models, cfg)
-                except (FrontendError, BertAlignmentError) as exc:
+                except (FrontendError, BertAlignmentError, PhoneAlignError) as exc:
+                    reason = "alignment_failed" if isinstance(exc, PhoneAlignError) else "bad_text"
                     report.rejected.append({"source": p.source, "start": p.start, "end": p.end,
-                                            "reason": "bad_text", "detail": str(exc), "text": p.text})
+                                            "reason": reason, "detail": str(exc), "text": p.text})
                     continue
                 finally:
                     bar.update(1)
