@@ -119,12 +119,16 @@ class CorpusSource(Protocol):
 
 
 def load_texts(lang: str, directory: Path = TEXTS_DIR) -> list[str]:
-    """Shipped sentences for `lang` (`corpus_texts/<lang>.txt`, # comments skipped)."""
+    """Shipped sentences for `lang`: `corpus_texts/<lang>.txt` and then every
+    `corpus_texts/<lang>_*.txt` (e.g. `en_templates.txt`), # comments skipped."""
     path = directory / f"{lang}.txt"
     if not path.is_file():
         raise CorpusSourceError(f"No shipped sentences for language '{lang}' ({path} is missing).")
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    texts: list[str] = []
+    for file in [path, *sorted(directory.glob(f"{lang}_*.txt"))]:
+        lines = (line.strip() for line in file.read_text(encoding="utf-8").splitlines())
+        texts.extend(line for line in lines if line and not line.startswith("#"))
+    return texts
 
 
 def package_version(package: str) -> str | None:
