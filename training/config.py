@@ -179,11 +179,13 @@ class TrainS2Config(JsonConfig):
     flow and posterior do not change and the KL term is skipped. For a new decoder on a trained
     S2, it is about 3x cheaper per step than the full model."""
     decoder_prior_share: float = 0.0
-    """With `decoder_only`: share of steps whose latents come from the prior path (flow^-1 of a
-    prior sample from the utterance's own tokens and phones, `decoder_prior_noise` x its spread),
-    as synthesis makes them, instead of from the posterior encoder. The posterior of a recording
-    is sharper than what tokens give, so a decoder that only saw posteriors meets unfamiliar
-    latents at inference; 0 = the VITS recipe."""
+    """Share of steps whose latents come from the prior path (flow^-1 of a prior sample from the
+    utterance's own tokens and phones, `decoder_prior_noise` x its spread), as synthesis makes
+    them, instead of from the posterior encoder. With `decoder_only` only the decoder learns from
+    them: the posterior of a recording is sharper than what tokens give, so a decoder that only
+    saw posteriors meets unfamiliar latents at inference. Without it, those steps train text
+    encoder, flow, style encoder and decoder end to end through the prior path (no KL on them),
+    which teaches a from-scratch prior far faster than the KL term alone; 0 = the VITS recipe."""
     decoder_prior_noise: float = 0.5
     """Prior noise scale of those steps (synthesis uses 0.5 by default)."""
 

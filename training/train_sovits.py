@@ -8,6 +8,8 @@ nets, the text branch (`enc_p.text_embedding`, `encoder_text`, `mrte`) at 0.4 x 
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import logging
 import time
@@ -166,11 +168,14 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
     `adversarial=False` (before `cfg.adv_start_step`) skips the discriminator: mel + KL only."""
     hop, seg = model_cfg.hop_length, net_g.cfg.segment_size
     out = None
+    # the global RNG is seeded and checkpointed, so resumed runs draw the same choices
+    use_prior = bool(cfg.decoder_prior_share) and float(torch.rand(())) < cfg.decoder_prior_share
     with prec.autocast():
-        if cfg.decoder_only:
-            with torch.no_grad():
-                # the global RNG is seeded and checkpointed, so resumed runs draw the same choices
-                if cfg.decoder_prior_share and float(torch.rand(())) < cfg.decoder_prior_share:
+        if cfg.decoder_only or use_prior:
+            # decoder_only: the latents are inputs (no gradient). A whole-model prior step instead
+            # trains text encoder, flow, style and decoder end to end on the path synthesis uses.
+            with torch.no_grad() if cfg.decoder_only else contextlib.nullcontext():
+                if use_prior:
                     z_slice, ids_slice, ge = net_g.prior_slice(
                         batch["ssl"], batch["spec"], batch["spec_lens"], batch["phones"], batch["phone_lens"],
                         cfg.decoder_prior_noise)
@@ -209,7 +214,7 @@ def s2_step(batch: dict[str, Tensor], net_g: SynthesizerTrn, net_d: nn.Module, o
     loss_stft = multi_resolution_stft_loss(y, y_hat) * cfg.c_stft if cfg.c_stft else zero
     loss_g = cfg.c_adv * (loss_adv + loss_fm) + loss_mel + loss_stft
     loss_kl = zero
-    if out is not None:  # decoder_only leaves the prior and the posterior alone
+    if out is not None:  # decoder_only and prior steps have no posterior to fit the prior to
         loss_kl = kl_loss(out.z_p, out.logs_q, out.m_p, out.logs_p, out.y_mask) * cfg.c_kl
         loss_g = loss_g + loss_kl + out.commit_loss.float()
     opt_g.zero_grad(set_to_none=True)

@@ -138,6 +138,28 @@ def test_decoder_only_trains_the_decoder_on_frozen_latents(slt_dataset, tiny_bas
     assert len({k.split(".")[0] for k in state if k.endswith(".exp_avg")}) == n_dec  # only dec has optimizer state
 
 
+def test_whole_model_prior_steps_train_the_prior_end_to_end(slt_dataset, tiny_base, tmp_path) -> None:
+    """Without decoder_only, prior-path steps decode flow^-1 of the prior with gradients: the text
+    encoder, flow and style encoder learn from the reconstruction (no KL on those steps), and
+    the posterior encoder, unused there, keeps the base's weights."""
+    ds, _ = slt_dataset
+    cfg = _cfg(max_steps=10, adv_start_step=1000, lr=2e-3, generator="istft", c_stft=1.0, decoder_prior_share=1.0)
+    result = train_sovits(ds.root, tiny_base[1], tmp_path / "run", cfg, progress_bar=False)
+    records = read_metrics(tmp_path / "run")
+    assert all(r["loss/kl"] == 0 for r in records)
+    mel = [r["loss/mel"] for r in records]
+    assert sum(mel[-3:]) / 3 < sum(mel[:3]) / 3
+    model, _ = load_sovits(result.weights)
+    base, _ = load_sovits(tiny_base[1])
+    for prefix in ("enc_p.", "flow.", "ref_enc."):  # (the iSTFT decoder is new: nothing to compare)
+        changed = [k for k, v in model.state_dict().items() if k.startswith(prefix) and v.is_floating_point()
+                   and not torch.equal(v, base.state_dict()[k].half().to(v.dtype))]
+        assert changed, prefix
+    state = load_file(str(latest_checkpoint(tmp_path / "run") / "generator.safetensors"))
+    base_q = load_generator(tiny_base[1])[0].state_dict()
+    assert all(torch.equal(v, base_q[k].to(v.dtype)) for k, v in state.items() if k.startswith("enc_q."))
+
+
 def test_a_stop_request_saves_a_step_checkpoint_that_resumes(slt_dataset, tiny_base, tmp_path, monkeypatch) -> None:
     from training.runtime import StopSignal
 
