@@ -246,12 +246,17 @@ def _official(lookup: _Lookup, version: str) -> ModelPaths:
 
 def _native(lookup: _Lookup, version: str | None) -> ModelPaths:
     from gpt_sovits.checkpoint import detect
+    from gpt_sovits.phone_align import is_aligner_dir
 
     gpt = lookup.file(NATIVE_GPT[0])
     lookup.file(NATIVE_GPT[1])
     sovits = lookup.file(NATIVE_SOVITS[0])
     lookup.file(NATIVE_SOVITS[1])
-    hubert = lookup.hf_dir(NATIVE_HUBERT)
+    if is_aligner_dir(lookup.root / NATIVE_HUBERT):
+        # a phone aligner (gpt_sovits.phone_align) is config only: its acoustic model ships in pocketsphinx
+        hubert = lookup.file(f"{NATIVE_HUBERT}/{HF_CONFIG}").parent
+    else:
+        hubert = lookup.hf_dir(NATIVE_HUBERT)
     bert = _optional_bert(lookup, NATIVE_BERT)
     found_version, use_sv = version or DEFAULT_VERSION, version in ("v2Pro", "v2ProPlus")
     if sovits.is_file() and (lookup.root / NATIVE_SOVITS[1]).is_file():

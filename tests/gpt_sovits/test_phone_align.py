@@ -151,6 +151,11 @@ def test_a_base_on_the_aligner_clones_and_synthesizes(tmp_path: Path, voices_dir
     base = tmp_path / "base"
     bundle = ModelBundle.from_paths(base / "gpt.safetensors", base / "sovits.safetensors", base / "hubert")
     assert isinstance(bundle.ssl, PhoneAlignFeatureExtractor)
+    # our folder layout takes the aligner's hubert/ (config only) as a complete model
+    from gpt_sovits.models_dir import resolve_models_dir
+
+    assert resolve_models_dir(base).hubert_dir == base / "hubert"
+    assert ModelBundle.from_models_dir(base).content_encoder == "gsv-phone-align-v1"
     ref, sr = sf.read(voices_dir / "en_slt" / "ref.flac", dtype="float32")
     voice = VoicePrompt.from_audio(bundle, ref, sr, slt[1], "en")
     from gpt_sovits.voice import PROMPT_PAD_SAMPLES
