@@ -192,7 +192,49 @@ def export_training_sovits(run_dir: Path, cfg: SoVITSConfig, out_stem: Path, inf
     return save_sovits(model, cfg, out_stem, meta, dtype=torch.float16)
 
 
+def export_training_gpt(run_dir: Path, out_stem: Path, info: dict | None = None) -> Path:
+    """The latest S1 checkpoint of `run_dir` as one fp16 GPT file; the model config is the
+    run's `gpt.json` (written when a `gsv train gpt` chunk ends)."""
+    from safetensors.torch import load_file
+
+    from training.state import latest_checkpoint
+
+    ckpt = latest_checkpoint(Path(run_dir))
+    if ckpt is None or not (Path(run_dir) / "gpt.json").is_file():
+        raise BaseInitError(f"'{run_dir}' has no finished S1 chunk yet (checkpoints/latest.json and gpt.json).")
+    from gpt_sovits.checkpoint import detect
+
+    cfg = detect(Path(run_dir) / "gpt.safetensors").config
+    model = T2SModel(cfg)
+    model.load_state_dict(load_file(str(ckpt / "gpt.safetensors")), strict=True)
+    meta = {"source": "training.base_init.export_training_gpt", "checkpoint": ckpt.name, **(info or {})}
+    return save_gpt(model.eval(), cfg, out_stem, meta, dtype=torch.float16)
+
+
+def export_base(s2_run: Path, s1_run: Path, aligner_dir: Path, out_dir: Path) -> list[Path]:
+    """Newest S2 (with `enc_q`, so fine-tunes and further pretraining can start from it) and S1
+    checkpoints + the content-encoder folder -> `out_dir` in our model-folder layout."""
+    import shutil
+
+    from gpt_sovits.checkpoint import detect
+
+    cfg = detect(Path(s2_run) / "sovits.safetensors").config
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sovits = export_training_sovits(Path(s2_run), cfg, out_dir / "sovits")
+    gpt = export_training_gpt(Path(s1_run), out_dir / "gpt")
+    hubert = out_dir / "hubert"
+    shutil.rmtree(hubert, ignore_errors=True)
+    shutil.copytree(aligner_dir, hubert)
+    return [gpt, sovits, hubert]
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":
+        return _main_export(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gpt-config", type=Path, required=True)
     p.add_argument("--sovits-config", type=Path, required=True)
@@ -221,6 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     gpt, sovits = write_base_models(args.out, GPTConfig.load(args.gpt_config), sovits_cfg, feats, args.seed,
                                     {"encoder": str(args.encoder), "corpus": str(args.corpus)})
     print(f"wrote {gpt}\n      {sovits}")
+    return 0
+
+
+def _main_export(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.base_init export", description=export_base.__doc__)
+    p.add_argument("--s2-run", type=Path, required=True)
+    p.add_argument("--s1-run", type=Path, required=True)
+    p.add_argument("--aligner", type=Path, required=True, help="content encoder folder to copy to OUT/hubert")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    for path in export_base(args.s2_run, args.s1_run, args.aligner, args.out):
+        print(f"wrote {path}")
     return 0
 
 

@@ -114,3 +114,37 @@ def test_export_training_sovits_keeps_posterior_and_loads_for_inference(tmp_path
     assert inference.enc_q is None
     assert torch.equal(inference.quantizer.vq.layers[0]._codebook.embed,
                        model.quantizer.vq.layers[0]._codebook.embed.half().float())
+
+
+def test_aligned_base_and_export_base_round_trip(tmp_path: Path) -> None:
+    """`--phone-aligner` init: identity codebook (frozen), one-hot pairs quantize to their code;
+    `export_base` writes our layout from the newest S1/S2 checkpoints, and it loads as a bundle."""
+    from gpt_sovits.bundle import ModelBundle
+    from gpt_sovits.checkpoint import save_gpt, save_sovits
+    from gpt_sovits.phone_align import PhoneAlignConfig, PhoneAlignFeatureExtractor, phone_token_sovits_config
+    from training.base_init import export_base, init_aligned_base_sovits, init_base_gpt
+
+    aligner = PhoneAlignConfig()
+    sovits_cfg = phone_token_sovits_config(aligner, SoVITSConfig.load(CONFIGS / "sovits_tiny.json"))
+    gpt_cfg = dataclasses.replace(GPTConfig.load(CONFIGS / "gpt_tiny.json"), vocab_size=121, eos=120)
+    gpt, sovits = init_base_gpt(gpt_cfg), init_aligned_base_sovits(sovits_cfg)
+    codes = torch.tensor([5, 5, 119, 0, 42])
+    onehot = torch.nn.functional.one_hot(codes.repeat_interleave(2), 120).T.float()[None]
+    assert sovits.extract_latent(onehot)[0, 0].tolist() == codes.tolist()
+    with pytest.raises(BaseInitError, match="ssl_dim == codebook_size"):
+        init_aligned_base_sovits(dataclasses.replace(sovits_cfg, codebook_size=64))
+    # two "runs", each with a finished chunk (weights + json) and a newer checkpoint
+    save_sovits(sovits, sovits_cfg, tmp_path / "s2" / "sovits")
+    save_gpt(gpt, gpt_cfg, tmp_path / "s1" / "gpt")
+    with torch.no_grad():
+        sovits.flow.flows[0].pre.weight.add_(1.0)
+        gpt.ar_predict_layer.weight.add_(1.0)
+    save_training_state(tmp_path / "s2", {"generator": sovits}, {}, None, Progress(step=9))
+    save_training_state(tmp_path / "s1", {"gpt": gpt}, {}, None, Progress(step=4))
+    PhoneAlignFeatureExtractor(aligner).save(tmp_path / "aligner")
+    out = tmp_path / "base"
+    export_base(tmp_path / "s2", tmp_path / "s1", tmp_path / "aligner", out)
+    bundle = ModelBundle.from_models_dir(out)
+    assert torch.equal(bundle.sovits.flow.flows[0].pre.weight, sovits.flow.flows[0].pre.weight.half().float())
+    assert torch.equal(bundle.gpt.ar_predict_layer.weight.float(), gpt.ar_predict_layer.weight.half().float())
+    assert load_generator(out / "sovits.safetensors")[0].enc_q is not None  # further training can start here
