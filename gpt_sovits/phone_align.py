@@ -136,16 +136,20 @@ class PhoneAligner:
 
     def _run(self, pcm: bytes, text: str) -> list[tuple[str, int, int, int]]:
         d = self._decoder
-        d.set_align_text(text)
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        d.set_alignment()
-        d.start_utt()
-        d.process_raw(pcm, full_utt=True)
-        d.end_utt()
-        alignment = d.get_alignment()
-        out = []
+        out: list[tuple[str, int, int, int]] = []
+        try:
+            # pass 1 aligns words; pass 2 (set_alignment) refines them into phones and HMM states
+            d.set_align_text(text)
+            d.start_utt()
+            d.process_raw(pcm, full_utt=True)
+            d.end_utt()
+            d.set_alignment()
+            d.start_utt()
+            d.process_raw(pcm, full_utt=True)
+            d.end_utt()
+            alignment = d.get_alignment()
+        except RuntimeError:  # no path through the audio (pocketsphinx: "Failed to set up sub-word alignment")
+            return out
         if alignment is None:
             return out
         for word in alignment:

@@ -168,3 +168,14 @@ def test_a_base_on_the_aligner_clones_and_synthesizes(tmp_path: Path, voices_dir
         "Good morning.", voice, SynthesisParams(top_k=1, noise_scale=0.0, seed=3, text_lang="en",
                                                 max_tokens_per_phone=3.0))
     assert audio.dtype == np.float32 and len(audio) > 0 and np.isfinite(audio).all()
+
+
+def test_audio_too_short_for_its_transcript_is_a_clear_error(extractor: PhoneAlignFeatureExtractor, slt) -> None:
+    """pocketsphinx finds no path (0.3 s for a dozen words): an alignment_failed error that a
+    prepare run records as a rejected item, never a crash."""
+    with pytest.raises(PhoneAlignError, match="could not align") as err:
+        extractor.tokens(np.zeros(4800, dtype=np.float32), "the quick brown fox jumps over the lazy dog again and again")
+    assert err.value.code == "alignment_failed"
+    # the aligner still works after a failure (the decoder is reused)
+    wav, text = slt
+    assert _phone_runs(extractor.tokens(wav, text))[:4] == ["DH", "AH", "W", "EH"]
