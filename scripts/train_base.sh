@@ -6,18 +6,19 @@
 #   bash scripts/train_base.sh init              # random GPT + SoVITS for the aligned tokens
 #   bash scripts/train_base.sh s2 STEPS          # SoVITS up to STEPS in total (resumes)
 #   bash scripts/train_base.sh s1 STEPS          # GPT up to STEPS in total (resumes)
-#   bash scripts/train_base.sh export [DIR]      # newest weights -> DIR (default models/base) in our layout
+#   bash scripts/train_base.sh export [DIR]      # newest weights -> DIR (default: $FROM) in our layout
 #
 # RUNS (default runs/base) holds everything but the export. To continue from shipped weights on
-# a fresh machine (its run folders are gone), `s2`/`s1` start from $FROM (default models/base) when
-# their run folder has no checkpoint yet, so progress carries across machines through the repo.
+# a fresh machine (its run folders are gone), `s2`/`s1` start from $FROM (default models/snapshots/gsv-base-phone1) when
+# their run folder has no checkpoint yet, so progress carries across machines through the repo
+# (FRESH=1 starts from the random init instead).
 # Threads: S2 and S1 each take THREADS (default 1) so both fit side by side on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GSV=${GSV:-.venv/bin/gsv}
 PY=${PY:-.venv/bin/python}
 RUNS=${RUNS:-runs/base}
-FROM=${FROM:-models/base}
+FROM=${FROM:-models/snapshots/gsv-base-phone1}
 VOICES=${VOICES:-../shared/data/voices}
 THREADS=${THREADS:-1}
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
@@ -58,7 +59,7 @@ case "${1:-}" in
     $GSV train gpt --data "$RUNS/dataset_train" --base "$(base_file gpt)" -o "$RUNS/s1" \
       --device cpu --no-progress --max-steps "${2:?steps}" "${S1_SET[@]}" ;;
   export)
-    out=${2:-models/base}
+    out=${2:-$FROM}
     mkdir -p "$out"
     $PY -m training.base_init export --s2-run "$RUNS/s2" --s1-run "$RUNS/s1" --aligner "$RUNS/init/hubert" --out "$out" ;;
   *)
