@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,9 @@ from torch import Tensor, nn
 from gpt_sovits.config import JsonConfig, SoVITSConfig
 from gpt_sovits.errors import GSVError, ModelNotFoundError
 from gpt_sovits.features import SSL_SAMPLE_RATE, SSLFeatureExtractor, ssl_frame_count
+
+if TYPE_CHECKING:
+    from gpt_sovits.phone_align import PhoneAlignFeatureExtractor
 
 ENCODER_FORMAT = "gsv-content-encoder"
 """The `format` value in config.json that marks a folder as ours (not a Hugging Face HuBERT)."""
@@ -247,7 +251,9 @@ def load_content_encoder(directory: str | Path) -> ContentEncoder:
     return model.eval()
 
 
-def open_content_encoder(directory: str | Path):
+def open_content_encoder(
+    directory: str | Path,
+) -> "SSLFeatureExtractor | ContentFeatureExtractor | PhoneAlignFeatureExtractor":
     """Our encoder when `directory` holds one, a phone aligner (`gpt_sovits.phone_align`) when
     it holds that, else chinese-hubert-base (Hugging Face layout)."""
     from gpt_sovits.phone_align import PhoneAlignFeatureExtractor, is_aligner_dir
@@ -257,3 +263,11 @@ def open_content_encoder(directory: str | Path):
     if is_aligner_dir(directory):
         return PhoneAlignFeatureExtractor.from_pretrained(directory)
     return SSLFeatureExtractor.from_pretrained(directory)
+
+
+def content_features(extractor, wav16k: Tensor, texts: list[str] | None) -> Tensor:  # noqa: ANN001
+    """Features [B, C, T50] of 16 kHz waveforms [B, S] from any content encoder: the transcripts
+    go to encoders that align speech to text (`needs_transcript`); the others hear audio only."""
+    if getattr(extractor, "needs_transcript", False):
+        return extractor(wav16k, texts)
+    return extractor(wav16k)

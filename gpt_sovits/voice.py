@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from gpt_sovits.audio import resample
+from gpt_sovits.content_encoder import content_features
 from gpt_sovits.errors import GSVError
 from gpt_sovits.sovits.spectrogram import linear_spectrogram
 
@@ -182,8 +183,7 @@ def _prompt_tokens(bundle: "ModelBundle", wav16: np.ndarray, text: str) -> Tenso
     padded = np.concatenate([wav16, np.zeros(PROMPT_PAD_SAMPLES, dtype=np.float32)])
     wav = torch.from_numpy(padded).to(bundle.device)[None]
     with torch.inference_mode():
-        # A phone-aligner content encoder (gpt_sovits.phone_align) aligns the clip to its text.
-        ssl = bundle.ssl(wav, [text]) if getattr(bundle.ssl, "needs_transcript", False) else bundle.ssl(wav)
+        ssl = content_features(bundle.ssl, wav, [text])
         codes = bundle.sovits.extract_latent(ssl)
     return codes[0, 0].cpu()
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from gpt_sovits.config import SoVITSConfig
+from gpt_sovits.content_encoder import content_features
 from gpt_sovits.errors import GSVError
 from gpt_sovits.features import BertFeatureExtractor, SSLFeatureExtractor
 from gpt_sovits.sovits.model import SynthesizerTrn
@@ -116,9 +117,7 @@ class FeatureModels:
         """HuBERT features [C, T50] (CPU, float32) of a 16 kHz waveform. `text` (the transcript)
         is used by content encoders that align to it (`gpt_sovits.phone_align`), ignored by others."""
         wav = torch.from_numpy(np.ascontiguousarray(wav16k, dtype=np.float32)).to(self.device)
-        if getattr(self.ssl, "needs_transcript", False):
-            return self.ssl(wav.unsqueeze(0), [text] if text is not None else None)[0].float().cpu()
-        return self.ssl(wav.unsqueeze(0))[0].float().cpu()
+        return content_features(self.ssl, wav.unsqueeze(0), [text] if text is not None else None)[0].float().cpu()
 
     @torch.no_grad()
     def semantic_tokens(self, ssl: Tensor) -> Tensor:
