@@ -174,6 +174,8 @@ class PhoneAlignFeatureExtractor:
     transcript: [B, samples] @ 16 kHz + B texts -> one-hot [B, n_tokens, T50]."""
 
     needs_transcript = True
+    pads_prompt = False
+    """Voice prompts are aligned as they are: no HuBERT-style silence padding (`gpt_sovits.voice`)."""
 
     def __init__(self, cfg: PhoneAlignConfig | None = None) -> None:
         self.cfg = cfg or PhoneAlignConfig()

@@ -180,7 +180,10 @@ def _check_reference(reference: np.ndarray, sr: int) -> np.ndarray:
 
 
 def _prompt_tokens(bundle: "ModelBundle", wav16: np.ndarray, text: str) -> Tensor:
-    padded = np.concatenate([wav16, np.zeros(PROMPT_PAD_SAMPLES, dtype=np.float32)])
+    # The official recipe pads HuBERT's input so its last frames have context. An aligner needs
+    # none, and padding would only append silence codes that its training prompts never had.
+    pad = PROMPT_PAD_SAMPLES if getattr(bundle.ssl, "pads_prompt", True) else 0
+    padded = np.concatenate([wav16, np.zeros(pad, dtype=np.float32)])
     wav = torch.from_numpy(padded).to(bundle.device)[None]
     with torch.inference_mode():
         ssl = content_features(bundle.ssl, wav, [text])
