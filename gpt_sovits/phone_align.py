@@ -25,6 +25,7 @@ fields. There are no weights of ours; the acoustic model comes from the installe
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -215,11 +216,10 @@ class PhoneAlignFeatureExtractor:
         t50 = ssl_frame_count(wav16k.size(-1))
         out = torch.zeros(wav16k.size(0), self.hidden_size, t50)
         for row, (wav, text) in enumerate(zip(wav16k.float().cpu().numpy(), texts)):
-            codes = torch.from_numpy(self.tokens(wav, text))
-            frames = codes.repeat_interleave(2)
-            if frames.numel() < t50:  # an odd T50 repeats the last token's label
-                frames = torch.cat([frames, frames[-1:].expand(t50 - frames.numel())]) if frames.numel() else \
-                    torch.zeros(t50, dtype=torch.long)
+            frames = torch.from_numpy(self.tokens(wav, text)).repeat_interleave(2)
+            if frames.numel() < t50:  # an odd T50 (or no token at all) pads with the last label / SIL
+                last = frames[-1:] if frames.numel() else torch.zeros(1, dtype=torch.long)
+                frames = torch.cat([frames, last.expand(t50 - frames.numel())])
             out[row, frames[:t50], torch.arange(t50)] = 1.0
         return out.to(wav16k.device)
 
@@ -253,7 +253,5 @@ def read_aligner_config(directory: str | Path) -> PhoneAlignConfig:
 def phone_token_sovits_config(cfg: PhoneAlignConfig, base: SoVITSConfig | None = None) -> SoVITSConfig:
     """The SoVITS config of a base trained on aligned tokens: names the aligner, one code per
     (phone, state), a frozen quantizer."""
-    import dataclasses
-
     return dataclasses.replace(base or SoVITSConfig(), ssl_dim=cfg.n_tokens, codebook_size=cfg.n_tokens,
                                content_encoder=cfg.name, freeze_quantizer=True)
