@@ -90,8 +90,8 @@ def _pocketsphinx():
 class PhoneAligner:
     """Forced alignment of 16 kHz speech to English text -> a (phone, state) label per 10 ms frame.
 
-    One pocketsphinx decoder is not thread-safe, so calls are serialised by a lock; an alignment
-    takes ~3 % of the audio's duration on one core.
+    One pocketsphinx decoder is not thread-safe, so `align` holds a lock (call `words` alone only
+    from one thread); an alignment takes ~3 % of the audio's duration on one core.
     """
 
     def __init__(self, cfg: PhoneAlignConfig | None = None) -> None:
@@ -118,20 +118,20 @@ class PhoneAligner:
 
     def align(self, wav16k: np.ndarray, text: str) -> np.ndarray:
         """Label ids [frames] (frames = samples // 160; id = phone * n_states + state)."""
-        words = self.words(text)
-        if not words:
-            raise PhoneAlignError(f"nothing to align in the transcript {text!r}: it has no English words")
         pcm = (np.clip(np.asarray(wav16k, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         n_frames = len(wav16k) // FRAME_SAMPLES
         labels = np.zeros(n_frames, dtype=np.int64)  # SIL state 0 wherever nothing is aligned
-        with self._lock:
+        with self._lock:  # words() adds to the decoder's dictionary: it shares the lock
+            words = self.words(text)
+            if not words:
+                raise PhoneAlignError(f"nothing to align in the transcript {text!r}: it has no English words")
             segments = self._run(pcm, " ".join(words))
         if not segments:
             raise PhoneAlignError(
                 f"could not align {len(wav16k) / SSL_SAMPLE_RATE:.1f} s of audio to {text!r}: "
                 "check that the transcript matches the speech")
         for phone, state, start, duration in segments:
-            token = self._phone_index.get(phone, 0) * self.cfg.n_states + min(state, self.cfg.n_states - 1)
+            token = self._phone_index[phone] * self.cfg.n_states + min(state, self.cfg.n_states - 1)
             labels[start : min(start + duration, n_frames)] = token
         return labels
 
