@@ -44,7 +44,7 @@ case "${1:-}" in
     awk -F'|' '$3=="en"' "$RUNS/corpus/train.list" > "$RUNS/corpus/train_en.list"
     awk -F'|' '$3=="en"' "$RUNS/corpus/heldout.list" > "$RUNS/corpus/heldout_en.list" ;;
   prepare)
-    [ -d "$RUNS/init" ] || "$0" init
+    [ -d "$RUNS/init" ] || bash scripts/train_base.sh init  # cwd is the repo root (cd above)
     for split in train heldout; do
       $GSV prepare --list "$RUNS/corpus/${split}_en.list" --sovits "$RUNS/init/sovits.safetensors" \
         --hubert "$RUNS/init/hubert" -o "$RUNS/dataset_$split" --device cpu --no-progress

@@ -197,13 +197,12 @@ def export_training_gpt(run_dir: Path, out_stem: Path, info: dict | None = None)
     run's `gpt.json` (written when a `gsv train gpt` chunk ends)."""
     from safetensors.torch import load_file
 
+    from gpt_sovits.checkpoint import detect
     from training.state import latest_checkpoint
 
     ckpt = latest_checkpoint(Path(run_dir))
     if ckpt is None or not (Path(run_dir) / "gpt.json").is_file():
         raise BaseInitError(f"'{run_dir}' has no finished S1 chunk yet (checkpoints/latest.json and gpt.json).")
-    from gpt_sovits.checkpoint import detect
-
     cfg = detect(Path(run_dir) / "gpt.safetensors").config
     model = T2SModel(cfg)
     model.load_state_dict(load_file(str(ckpt / "gpt.safetensors")), strict=True)
