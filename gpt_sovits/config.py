@@ -66,6 +66,11 @@ class GPTConfig(JsonConfig):
     max_sec: int = 54
     """Longest training utterance in seconds (semantic length limit = 25*max_sec)."""
     layer_norm_eps: float = 1e-5
+    decode_top_k: int | None = None
+    """Top-k a request gets when it names none (None: the official 15)."""
+    decode_repetition_penalty: float | None = None
+    """Repetition penalty a request gets when it names none (None: the official 1.35). Models on
+    phone-aligned tokens want 1.0: each phone state repeats 1-3 times, and the penalty cuts phones short."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from gpt_sovits.bundle import ModelBundle
+from gpt_sovits.config import GPTConfig
 from gpt_sovits.engine import DecodeRequest, Decoder
 from gpt_sovits.errors import GSVError
 from gpt_sovits.fast import CPU_STEP_THREADS, cpu_threads, grow_chunk, vocoder_threads
@@ -44,10 +45,12 @@ class SynthesisParams:
     """auto, zh, en, all_zh, ... (ja/ko/yue raise LanguageNotInstalledError for now)."""
     split_method: str = "cut5"
     """Text cut method cut0..cut5 (see gpt_sovits.text.cut)."""
-    top_k: int = 15
+    top_k: int | None = None
+    """None: the model's `GPTConfig.decode_top_k`, else the official 15."""
     top_p: float = 1.0
     temperature: float = 1.0
-    repetition_penalty: float = 1.35
+    repetition_penalty: float | None = None
+    """None: the model's `GPTConfig.decode_repetition_penalty`, else the official 1.35."""
     seed: int | None = None
     """None draws a random seed per request."""
     speed: float = 1.0
@@ -91,12 +94,21 @@ class SynthesisParams:
                 raise SynthesisParamsError(message)
         self.sampling(0)  # validates the sampling knobs early
 
-    def sampling(self, seed: int, max_new_tokens: int | None = None) -> SamplingParams:
+    def sampling(self, seed: int, max_new_tokens: int | None = None,
+                 model: GPTConfig | None = None) -> SamplingParams:
+        """The GPT knobs of one segment; unset ones come from `model`'s config, then the official defaults."""
+        official = SamplingParams()
+        top_k, penalty = self.top_k, self.repetition_penalty
+        if top_k is None:
+            top_k = model.decode_top_k if model is not None and model.decode_top_k is not None else official.top_k
+        if penalty is None:
+            penalty = (model.decode_repetition_penalty if model is not None
+                       and model.decode_repetition_penalty is not None else official.repetition_penalty)
         return SamplingParams(
-            top_k=self.top_k,
+            top_k=top_k,
             top_p=self.top_p,
             temperature=self.temperature,
-            repetition_penalty=self.repetition_penalty,
+            repetition_penalty=penalty,
             seed=seed,
             max_new_tokens=max_new_tokens or self.max_new_tokens,
         )
@@ -226,7 +238,7 @@ class Synthesizer:
         seed = _resolve_seed(params.seed)
         ge = voice.style(self.bundle)
         requests = [self._request(s, voice) for s in segs]
-        sampling = [params.sampling(seed + i, self._token_cap(s, params)) for i, s in enumerate(segs)]
+        sampling = [params.sampling(seed + i, self._token_cap(s, params), self.bundle.gpt_config) for i, s in enumerate(segs)]
         return _Plan(index, segs, seed, ge, params, requests, sampling, stop)
 
     def _decode_plans(self, plans: list[_Plan], poll: StopFn) -> list[list[Tensor] | Exception]:
@@ -290,7 +302,7 @@ class Synthesizer:
             """Every segment's tokens, one after another, each segment closed by None."""
             try:
                 for i, seg in enumerate(segs):
-                    sampling = params.sampling(seed + i, self._token_cap(seg, params))
+                    sampling = params.sampling(seed + i, self._token_cap(seg, params), self.bundle.gpt_config)
                     yield from self.decoder.stream(self._request(seg, voice), sampling, should_stop=stop)
                     yield None
                     if stop is not None and stop():

@@ -38,10 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-sentences", type=int, default=None, help="sentences per voice (default: all of test.txt)")
     p.add_argument("--max-new-tokens", type=int, default=1500, help="cap on GPT tokens per segment (40 ms each)")
     p.add_argument("--seed", type=int, default=1234, help="sampling seed (the same for every system)")
-    decode = p.add_argument_group("decoding (defaults: the official engine's)")
-    decode.add_argument("--top-k", type=int, default=15, help="GPT: sample among the k most likely tokens")
+    decode = p.add_argument_group("decoding (defaults: the model config's recommendation, else the official engine's)")
+    decode.add_argument("--top-k", type=int, default=None, help="(default: the model's, else 15) GPT: sample among the k most likely tokens")
     decode.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
-    decode.add_argument("--repetition-penalty", type=float, default=1.35, help="GPT repetition penalty")
+    decode.add_argument("--repetition-penalty", type=float, default=None, help="(default: the model's, else 1.35) GPT repetition penalty")
     decode.add_argument("--noise-scale", type=float, default=0.5, help="SoVITS prior sampling temperature")
     decode.add_argument("--reference-free", action="store_true",
                         help="ignore ref.txt: the GPT gets no prompt tokens, the reference sets only the voice's style "

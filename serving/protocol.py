@@ -27,10 +27,12 @@ class SamplingParams(BaseModel):
 
     language: Language = Field("auto", description="Language of `text`; auto detects per run.")
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate (1 = natural).")
-    top_k: int = Field(15, ge=1, le=1024, description="Sample among the k most likely tokens.")
+    top_k: int | None = Field(None, ge=1, le=1024, description="Sample among the k most likely tokens "
+                              "(default: the model's recommendation; 15 for the official weights).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (1 = off).")
     temperature: float = Field(1.0, ge=0.01, le=2.0, description="Sampling temperature.")
-    repetition_penalty: float = Field(1.35, ge=1.0, le=2.0, description="Penalty on repeated tokens.")
+    repetition_penalty: float | None = Field(None, ge=1.0, le=2.0, description="Penalty on repeated tokens "
+                                             "(default: the model's recommendation; 1.35 for the official weights).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed for reproducible output.")
     noise_scale: float = Field(0.5, ge=0.0, le=1.0,
                                description="SoVITS prior noise (0 = deterministic rendering of the tokens).")

@@ -339,6 +339,8 @@ class VoiceResult:
     metric: str
     sentences: list[SentenceResult] = field(default_factory=list)
     skipped: str | None = None
+    sampling: dict[str, float] = field(default_factory=dict)
+    """The GPT knobs this system decoded with, unset request knobs resolved from its model config."""
 
     @property
     def error_rate(self) -> float | None:
@@ -413,6 +415,8 @@ def evaluate_voice(system: System, voice: EvalVoice, judge: SimilarityJudge, rec
         return out
     synth = Synthesizer(bundle)
     lang_params = _with_lang(params, voice.lang)
+    resolved = lang_params.sampling(0, model=bundle.gpt_config)
+    out.sampling = {"top_k": resolved.top_k, "repetition_penalty": resolved.repetition_penalty}
     _warm_up(synth, prompt, voice, lang_params)
     for text in voice.sentences[:max_sentences]:
         result = SentenceResult(text)
@@ -457,7 +461,8 @@ class EvalReport:
     floor: dict[str, float] = field(default_factory=dict)
     """voice -> the recogniser's error rate on the voice's own ref.flac: what a perfect clone would score."""
     decoding: dict[str, float] = field(default_factory=dict)
-    """The sampling knobs every system used (a report is only comparable with one decoded alike)."""
+    """The sampling knobs every system used (a report is only comparable with one decoded alike);
+    None means each model's own default (a row's `sampling` says what it resolved to)."""
 
     def to_json(self) -> dict:
         rows = []
@@ -468,7 +473,7 @@ class EvalReport:
                 "similarity": _clean(r.similarity), "error_rate": _clean(r.error_rate), "rtf": _clean(r.rtf),
                 "same_speaker": _clean(self.baseline.same(r.voice)) if r.voice in self.baseline.voices else None,
                 "different_speaker_bar": _clean(self.baseline.bar(r.voice)) if r.voice in self.baseline.voices else None,
-                "asr_floor": _clean(self.floor.get(r.voice)),
+                "asr_floor": _clean(self.floor.get(r.voice)), "sampling": dict(r.sampling),
                 "sentences": [{**{k: _clean(v) for k, v in asdict(s).items()}, "rtf": _clean(s.rtf)} for s in r.sentences],
             })
         return {
