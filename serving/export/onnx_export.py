@@ -219,7 +219,7 @@ def quantize_int8_static(path: Path, calibration: list[dict[str, Any]],
             # Only the compute-heavy ops; elementwise maths (noise, masks, gates) stays float.
             quantize_static(str(fp32), str(path), _Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            per_channel=True, op_types_to_quantize=list(op_types))
+                            per_channel=True, reduce_range=True, op_types_to_quantize=list(op_types))
     finally:
         fp32.unlink(missing_ok=True)
 

@@ -152,9 +152,14 @@ def test_static_int8_sovits_calibrated_on_real_reference(bundle, voice, exported
     (ref,) = _session(exported / "sovits_decode.onnx").run(None, feed)
     (out,) = _session(tmp_path / "sovits_decode.onnx").run(None, feed)
     assert out.shape == ref.shape
-    # Static INT8 of a random (untrained) decoder is coarse; the stated check is that the
-    # quantised audio still follows the float audio (correlation > 0.8).
-    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.8
+    # 7-bit weights, as for the GPT (non-VNNI x86 CPUs saturate full-range int8 pair sums): on
+    # the AMD Zen 3 CI machine full range gave correlation 0.963, 7-bit 0.991.
+    model = onnx.load(str(tmp_path / "sovits_decode.onnx"))
+    weights = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    quantized = [weights[n.input[0]] for n in model.graph.node
+                 if n.op_type == "DequantizeLinear" and n.input[0] in weights and weights[n.input[0]].dtype == np.int8]
+    assert quantized and max(int(np.abs(w.astype(np.int16)).max()) for w in quantized) <= 64
+    assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.98
 
 
 def test_t2s_calibration_feeds_come_from_the_voice(voice):
