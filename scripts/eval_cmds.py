@@ -67,6 +67,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("-o", "--output", type=Path, default=None, help="JSON report path (every transcript)")
     d.set_defaults(func=run_eval_decoder_cmd)
 
+    g = sub.add_parser(
+        "eval-gpt",
+        help="the GPT alone: its tokens for held-out transcripts vs their true tokens (unit error rate, durations)",
+        description="For prepared utterances, decode each transcript with the GPT (reference-free) and compare "
+        "with the utterance's own semantic tokens: edit distance after collapsing repeats, and the length "
+        "ratio. With --aligner (a phone-aligner content encoder folder) units are phones and silence is dropped.",
+    )
+    g.add_argument("dataset", type=Path, help="a `gsv prepare` dataset folder")
+    g.add_argument("--gpt", type=Path, required=True, help="GPT weights (.ckpt or .safetensors)")
+    g.add_argument("--aligner", type=Path, default=None,
+                   help="phone-aligner folder the dataset was prepared with: compare phones, not codes")
+    g.add_argument("-n", "--items", type=int, default=20, help="utterances, evenly spaced through the manifest")
+    g.add_argument("--lang", default="en", help="language of the utterances to use")
+    g.add_argument("--top-k", type=int, default=None, help="(default: the model's, else 15)")
+    g.add_argument("--repetition-penalty", type=float, default=None, help="(default: the model's, else 1.35)")
+    g.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
+    g.add_argument("-o", "--output", type=Path, default=None, help="JSON report path (every utterance)")
+    g.set_defaults(func=run_eval_gpt_cmd)
+
 
 def run_eval_decoder_cmd(args: argparse.Namespace) -> int:
     from training.decoder_check import check_decoder, write_check
@@ -79,6 +98,19 @@ def run_eval_decoder_cmd(args: argparse.Namespace) -> int:
     print(check.table())
     if args.output is not None:
         write_check(check, args.output)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def run_eval_gpt_cmd(args: argparse.Namespace) -> int:
+    from training.gpt_check import UnitMap, check_gpt, write_gpt_check
+
+    units = UnitMap.from_aligner(args.aligner) if args.aligner is not None else UnitMap()
+    check = check_gpt(args.gpt, args.dataset, args.items, args.lang, units, args.top_k, args.repetition_penalty,
+                      args.temperature)
+    print(check.table())
+    if args.output is not None:
+        write_gpt_check(check, args.output)
         print(f"wrote {args.output}")
     return 0
 
