@@ -11,6 +11,7 @@ the expensive feature extractors.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from gpt_sovits.config import GPTConfig, SoVITSConfig
 from gpt_sovits.content_encoder import ContentFeatureExtractor, open_content_encoder
 from gpt_sovits.errors import CheckpointError, GSVError, ModelNotFoundError
 from gpt_sovits.features import BertFeatureExtractor, SSLFeatureExtractor
+from gpt_sovits.grammar import PhoneGrammar, TokenGrammar
+from gpt_sovits.phone_align import PhoneAlignFeatureExtractor
 from gpt_sovits.sovits.model import SynthesizerTrn
 from gpt_sovits.sovits.random_init import make_audible
 from gpt_sovits.t2s import T2SModel
@@ -81,6 +84,19 @@ class ModelBundle:
         bert = f"BERT {self.bert.hidden_size}-d" if self.bert is not None else "no BERT (zero text features)"
         return (f"SoVITS {cfg.version} ({cfg.sampling_rate} Hz), content encoder {self.content_encoder} "
                 f"({self.ssl.hidden_size}-d), {bert}, weights id {self.name}")
+
+    def token_grammar(self, phones: Sequence[str]) -> TokenGrammar | None:
+        """The grammar a segment with these phone symbols decodes under, when the GPT's config
+        names one (`GPTConfig.decode_grammar`), else None."""
+        kind = self.gpt_config.decode_grammar
+        if kind is None:
+            return None
+        if kind != "phones" or not isinstance(self.ssl, PhoneAlignFeatureExtractor):
+            raise ModelConfigError(
+                f"decode_grammar {kind!r} needs tokens from the phone aligner ('phones'); this bundle's "
+                f"content encoder is {self.content_encoder}: set decode_grammar to null in gpt.json")
+        cfg = self.ssl.cfg
+        return PhoneGrammar.for_symbols(phones, cfg.phones, cfg.n_states, self.gpt_config.eos)
 
     @property
     def sample_rate(self) -> int:

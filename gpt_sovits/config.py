@@ -71,6 +71,9 @@ class GPTConfig(JsonConfig):
     decode_repetition_penalty: float | None = None
     """Repetition penalty a request gets when it names none (None: the official 1.35). Models on
     phone-aligned tokens want 1.0: each phone state repeats 1-3 times, and the penalty cuts phones short."""
+    decode_grammar: str | None = None
+    """"phones": decode as a monotonic walk through each segment's phones (`gpt_sovits.grammar`;
+    only for tokens from the phone aligner); None: the GPT picks among all tokens."""
 
 
 @dataclass

@@ -6,7 +6,9 @@ rules, and decodes several segments at once:
 - every row is `[phones | prompt tokens]`, left-padded so that all rows end on the same slot;
 - each step feeds the tokens sampled last step, one slot per row, through the cached model;
 - a row stops when it samples EOS, when the argmax of its penalised logits is EOS (official
-  rules; EOS is never emitted), or when it reaches `max_new_tokens`. Finished rows are dropped
+  rules; EOS is never emitted), when its grammar says it must, or when it reaches
+  `max_new_tokens`. A request with a `TokenGrammar` samples only among the tokens its grammar
+  allows at each step (`gpt_sovits.grammar`). Finished rows are dropped
   from the batch and the cache, so they stop costing compute;
 - each row samples with its own seeded RNG, so a request gives the same tokens batched or alone.
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gpt_sovits.grammar import GrammarRows, TokenGrammar
 from gpt_sovits.kv_cache import KVCache
 from gpt_sovits.sampling import RowSampler, SamplingParams
 from gpt_sovits.t2s import T2SModel
@@ -42,6 +45,8 @@ class DecodeRequest:
     """`[bert_dim, N]` BERT features aligned with `phones` (zeros for non-zh phones)."""
     prompt: Tensor | None = None
     """`[P]` int64 semantic tokens of the reference audio, or None for reference-free decoding."""
+    grammar: TokenGrammar | None = None
+    """Which generated tokens may follow which (None: any); the prompt is not walked."""
 
 
 class Decoder:
@@ -219,6 +224,7 @@ class _Session:
             if req.prompt is not None and req.prompt.numel():
                 self.seen[row, req.prompt.to(dev)] = True
         self.sampler = RowSampler(params, self.eos, dev)
+        self.grammar = GrammarRows([r.grammar for r in requests], model.cfg.vocab_size, self.eos, dev)
 
     @torch.inference_mode()
     def step(self) -> list[tuple[int, int]]:
@@ -229,13 +235,17 @@ class _Session:
             positions = self.cache.audio_positions(1)
             x = self.model.embed_audio(self.pending.unsqueeze(1), positions)
             self.logits = self.model.logits(self.model(x, cache=self.cache)[:, -1])
+        allowed, must_stop = self.grammar.mask()
+        if allowed is not None:
+            self.logits = self.logits.masked_fill(~allowed, float("-inf"))
         tokens, argmax_eos = self.sampler(self.logits, self.seen, self.steps)
         stop = (tokens == self.eos) | argmax_eos
         tok_host, stop_host = torch.stack([tokens, stop.long()]).tolist()  # the one sync per step
         self.steps += 1
+        self.grammar.advance(tok_host)
         emitted, keep = [], []
         for j, req_idx in enumerate(self.rows):
-            if stop_host[j]:
+            if stop_host[j] or must_stop[j]:
                 continue
             self.outputs[req_idx].append(tok_host[j])
             emitted.append((req_idx, tok_host[j]))
@@ -272,5 +282,6 @@ class _Session:
         self.cache.keep_rows(index)
         self.seen = self.seen.index_select(0, index)
         self.sampler.select(index)
+        self.grammar.select(keep)
         self.rows = [self.rows[j] for j in keep]
         return index

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from gpt_sovits.config import GPTConfig
 from gpt_sovits.engine import DecodeRequest, _validate
 from gpt_sovits.errors import GSVError
+from gpt_sovits.grammar import GrammarRows
 from gpt_sovits.kv_cache import KVCache, SpareCaches
 from gpt_sovits.sampling import RowSampler, SamplingParams
 from gpt_sovits.sovits.model import SynthesizerTrn
@@ -285,10 +286,13 @@ def decode_tokens(
 ) -> Iterator[int]:
     """Yield the tokens of one request (same stop rules and tokens as `engine.Decoder`).
 
-    The host reads the device every `sync_every` steps; `should_stop` is polled as often.
+    The host reads the device every `sync_every` steps; `should_stop` is polled as often. A
+    request with a grammar reads every step: the grammar needs each token before the next mask.
     """
     if sync_every < 1:
         raise ValueError(f"sync_every must be >= 1, got {sync_every}")
+    if request.grammar is not None:
+        sync_every = 1
     if should_stop is not None and should_stop():
         return
     with torch.inference_mode():
@@ -321,6 +325,7 @@ class _RowLoop:
                 self.seen[0, request.prompt.to(dev)] = True
             self.tokens = torch.zeros(sync_every, dtype=torch.long, device=dev)
             self.stops = torch.zeros(sync_every, dtype=torch.bool, device=dev)
+        self.grammar = GrammarRows([request.grammar], backend.vocab_size, backend.eos, dev)
 
     @torch.inference_mode()
     def _steps(self, n: int) -> list[list[int]]:
@@ -328,8 +333,11 @@ class _RowLoop:
         # this block's read: the caller gets its tokens one model step sooner (first audio too).
         if self._pending is not None:
             self.logits, self._pending = self.state.step(self._pending), None
-        for j in range(n):
+        for j in range(n):  # n == 1 whenever there is a grammar (see decode_tokens)
             step = self.produced + j
+            allowed, _ = self.grammar.mask()
+            if allowed is not None:
+                self.logits = self.logits.masked_fill(~allowed, float("-inf"))
             tok, argmax_eos = self.sampler(self.logits, self.seen, step)
             self.tokens[j] = tok[0]
             self.stops[j] = (tok[0] == self.eos) | argmax_eos[0]
@@ -342,8 +350,12 @@ class _RowLoop:
         return torch.stack([self.tokens[:n], self.stops[:n].long()]).tolist()  # the one sync
 
     def run_block(self) -> list[int]:
+        if self.grammar.active and self.grammar.mask()[1][0]:
+            self.done = True  # the grammar ends the segment here
+            return []
         n = min(self.sync_every, self.max_new - self.produced)
         tokens, stops = self._steps(n)
+        self.grammar.advance(tokens[:1])
         self.produced += n
         out = []
         for token, stop in zip(tokens, stops):

@@ -53,6 +53,9 @@ class SynthesisParams:
     """None: the model's `GPTConfig.decode_repetition_penalty`, else the official 1.35."""
     seed: int | None = None
     """None draws a random seed per request."""
+    grammar: bool | None = None
+    """None: decode under the model's token grammar if its config names one
+    (`GPTConfig.decode_grammar`); False: let the GPT pick among all tokens."""
     speed: float = 1.0
     """Speaking rate: latent frames are stretched by 1/speed before the vocoder."""
     noise_scale: float = 0.5
@@ -152,14 +155,15 @@ class Synthesizer:
     def segments(self, text: str, params: SynthesisParams) -> list[Segment]:
         return self.bundle.frontend.process(text, params.text_lang, params.split_method)
 
-    def _request(self, seg: Segment, voice: VoicePrompt) -> DecodeRequest:
+    def _request(self, seg: Segment, voice: VoicePrompt, params: SynthesisParams = SynthesisParams()) -> DecodeRequest:
         phones = torch.tensor(seg.phone_ids, dtype=torch.long)
+        grammar = self.bundle.token_grammar(seg.phones) if params.grammar is not False else None
         bert = self.bundle.frontend.bert_features(seg).float().cpu()
         if voice.prompt_phones is not None and voice.prompt_tokens is not None:
             phones = torch.cat([voice.prompt_phones, phones])
             bert = torch.cat([voice.prompt_bert, bert], dim=1)
-            return DecodeRequest(phones=phones, bert=bert, prompt=voice.prompt_tokens)
-        return DecodeRequest(phones=phones, bert=bert, prompt=None)
+            return DecodeRequest(phones=phones, bert=bert, prompt=voice.prompt_tokens, grammar=grammar)
+        return DecodeRequest(phones=phones, bert=bert, prompt=None, grammar=grammar)
 
     def _token_cap(self, seg: Segment, params: SynthesisParams) -> int:
         if params.max_tokens_per_phone <= 0:
@@ -237,7 +241,7 @@ class Synthesizer:
         segs = self.segments(text, params)
         seed = _resolve_seed(params.seed)
         ge = voice.style(self.bundle)
-        requests = [self._request(s, voice) for s in segs]
+        requests = [self._request(s, voice, params) for s in segs]
         sampling = [params.sampling(seed + i, self._token_cap(s, params), self.bundle.gpt_config) for i, s in enumerate(segs)]
         return _Plan(index, segs, seed, ge, params, requests, sampling, stop)
 
@@ -303,7 +307,7 @@ class Synthesizer:
             try:
                 for i, seg in enumerate(segs):
                     sampling = params.sampling(seed + i, self._token_cap(seg, params), self.bundle.gpt_config)
-                    yield from self.decoder.stream(self._request(seg, voice), sampling, should_stop=stop)
+                    yield from self.decoder.stream(self._request(seg, voice, params), sampling, should_stop=stop)
                     yield None
                     if stop is not None and stop():
                         return

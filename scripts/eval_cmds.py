@@ -43,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     decode.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
     decode.add_argument("--repetition-penalty", type=float, default=None, help="(default: the model's, else 1.35) GPT repetition penalty")
     decode.add_argument("--noise-scale", type=float, default=0.5, help="SoVITS prior sampling temperature")
+    decode.add_argument("--free-decoding", action="store_true",
+                        help="ignore the model's token grammar (GPTConfig.decode_grammar): the GPT picks among all tokens")
     decode.add_argument("--reference-free", action="store_true",
                         help="ignore ref.txt: the GPT gets no prompt tokens, the reference sets only the voice's style "
                              "(what the service does for an upload without a transcript)")
@@ -83,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--top-k", type=int, default=None, help="(default: the model's, else 15)")
     g.add_argument("--repetition-penalty", type=float, default=None, help="(default: the model's, else 1.35)")
     g.add_argument("--temperature", type=float, default=1.0, help="GPT sampling temperature")
+    g.add_argument("--grammar", action="store_true",
+                   help="decode as a monotonic walk through each transcript's phones (needs --aligner)")
     g.add_argument("-o", "--output", type=Path, default=None, help="JSON report path (every utterance)")
     g.set_defaults(func=run_eval_gpt_cmd)
 
@@ -105,9 +109,14 @@ def run_eval_decoder_cmd(args: argparse.Namespace) -> int:
 def run_eval_gpt_cmd(args: argparse.Namespace) -> int:
     from training.gpt_check import UnitMap, check_gpt, write_gpt_check
 
+    from gpt_sovits.phone_align import read_aligner_config
+
+    if args.grammar and args.aligner is None:
+        raise SystemExit("gsv eval-gpt: --grammar walks the aligner's phone table: pass --aligner DIR too")
     units = UnitMap.from_aligner(args.aligner) if args.aligner is not None else UnitMap()
+    grammar = read_aligner_config(args.aligner) if args.grammar else None
     check = check_gpt(args.gpt, args.dataset, args.items, args.lang, units, args.top_k, args.repetition_penalty,
-                      args.temperature)
+                      args.temperature, grammar=grammar)
     print(check.table())
     if args.output is not None:
         write_gpt_check(check, args.output)
@@ -180,7 +189,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     try:
         params = SynthesisParams(seed=args.seed, max_new_tokens=args.max_new_tokens, top_k=args.top_k,
                                  temperature=args.temperature, repetition_penalty=args.repetition_penalty,
-                                 noise_scale=args.noise_scale)
+                                 noise_scale=args.noise_scale, grammar=False if args.free_decoding else None)
     except ValueError as exc:
         raise SystemExit(f"gsv eval: {exc}") from exc  # a bad knob fails before any model loads
     folders = _voice_folders(args.voices, args.only)

@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--repetition-penalty", type=float, default=None, help="(default: the model's, else 1.35) repetition penalty")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--free-decoding", action="store_true",
+                   help="ignore the model's token grammar (GPTConfig.decode_grammar): the GPT picks among all tokens")
     p.add_argument("--speed", type=float, default=1.0, help="speaking rate (1.0 = normal)")
     p.add_argument("--stream", action="store_true", help="use the streaming path and report chunk timings")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
@@ -122,7 +124,7 @@ def run_synth(args: argparse.Namespace) -> int:
     params = SynthesisParams(
         text_lang=args.lang, split_method=args.split, top_k=args.top_k, top_p=args.top_p,
         temperature=args.temperature, repetition_penalty=args.repetition_penalty,
-        seed=args.seed, speed=args.speed,
+        seed=args.seed, speed=args.speed, grammar=False if args.free_decoding else None,
     )
     synth = Synthesizer(bundle)
     start = time.perf_counter()

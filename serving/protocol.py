@@ -34,6 +34,8 @@ class SamplingParams(BaseModel):
     repetition_penalty: float | None = Field(None, ge=1.0, le=2.0, description="Penalty on repeated tokens "
                                              "(default: the model's recommendation; 1.35 for the official weights).")
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed for reproducible output.")
+    grammar: bool | None = Field(None, description="Decode under the model's token grammar, e.g. a walk "
+                                 "through the text's phones (default: as the model's config says; false: free decoding).")
     noise_scale: float = Field(0.5, ge=0.0, le=1.0,
                                description="SoVITS prior noise (0 = deterministic rendering of the tokens).")
     split_method: SplitMethod = Field("cut5", description="How text is split into segments (cut0 = none).")

@@ -63,7 +63,7 @@ class SynthesisService:
             text_lang=sampling.language, split_method=sampling.split_method, top_k=sampling.top_k,
             top_p=sampling.top_p, temperature=sampling.temperature,
             repetition_penalty=sampling.repetition_penalty, seed=sampling.seed, speed=sampling.speed,
-            noise_scale=sampling.noise_scale, **extra,
+            noise_scale=sampling.noise_scale, grammar=sampling.grammar, **extra,
         )
 
     def _resolve(self, owner: str, voice_id: str) -> tuple[Any, str | None, str | None]:

@@ -416,7 +416,8 @@ def evaluate_voice(system: System, voice: EvalVoice, judge: SimilarityJudge, rec
     synth = Synthesizer(bundle)
     lang_params = _with_lang(params, voice.lang)
     resolved = lang_params.sampling(0, model=bundle.gpt_config)
-    out.sampling = {"top_k": resolved.top_k, "repetition_penalty": resolved.repetition_penalty}
+    out.sampling = {"top_k": resolved.top_k, "repetition_penalty": resolved.repetition_penalty,
+                    "grammar": lang_params.grammar is not False and bundle.gpt_config.decode_grammar is not None}
     _warm_up(synth, prompt, voice, lang_params)
     for text in voice.sentences[:max_sentences]:
         result = SentenceResult(text)
@@ -538,7 +539,7 @@ def run_eval(voices: list[EvalVoice], systems: list[System], judge: SimilarityJu
     results = [evaluate_voice(s, v, judge, recognizer, params, max_sentences, reference_free)
                for s in systems for v in voices]
     decoding = {k: getattr(params, k) for k in ("top_k", "top_p", "temperature", "repetition_penalty", "noise_scale",
-                                                 "seed", "max_new_tokens")}
+                                                 "seed", "max_new_tokens", "grammar")}
     decoding["reference_free"] = reference_free
     return EvalReport(baseline, results, recognizer.name if recognizer is not None else None, dict(seen or {}), floor,
                       decoding)

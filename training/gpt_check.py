@@ -18,8 +18,13 @@ from pathlib import Path
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from training.dataset import DatasetDir
 from training.decoder_check import pick_items
+
+if TYPE_CHECKING:
+    from gpt_sovits.phone_align import PhoneAlignConfig
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
@@ -100,11 +105,17 @@ class GptCheck:
 @torch.inference_mode()
 def check_gpt(gpt_path: Path, dataset_dir: Path, n: int = 20, lang: str = "en", units: UnitMap | None = None,
               top_k: int | None = None, repetition_penalty: float | None = None, temperature: float = 1.0,
-              max_tokens_per_phone: float = 8.0, seed: int = 0) -> GptCheck:
-    """Decode `n` prepared utterances' phones with the GPT and compare with their own tokens."""
+              max_tokens_per_phone: float = 8.0, seed: int = 0,
+              grammar: "PhoneAlignConfig | None" = None) -> GptCheck:
+    """Decode `n` prepared utterances' phones with the GPT and compare with their own tokens.
+
+    `grammar`: decode under the phone grammar of this aligner's table (`gpt_sovits.grammar`),
+    as the service does for a model whose config sets `decode_grammar`."""
     from gpt_sovits.checkpoint import load_gpt
     from gpt_sovits.engine import DecodeRequest, Decoder
+    from gpt_sovits.grammar import PhoneGrammar
     from gpt_sovits.pipeline import SynthesisParams
+    from gpt_sovits.text.symbols import symbols as symbol_table
 
     model, cfg = load_gpt(gpt_path)
     decoder = Decoder(model)
@@ -113,14 +124,20 @@ def check_gpt(gpt_path: Path, dataset_dir: Path, n: int = 20, lang: str = "en", 
     params = SynthesisParams(top_k=top_k, repetition_penalty=repetition_penalty, temperature=temperature)
     probe = params.sampling(seed, model=cfg)
     out = GptCheck(str(dataset_dir), str(gpt_path), "phone" if units.group > 1 or units.drop else "token",
-                   {"top_k": probe.top_k, "repetition_penalty": probe.repetition_penalty, "temperature": temperature})
+                   {"top_k": probe.top_k, "repetition_penalty": probe.repetition_penalty, "temperature": temperature,
+                    "grammar": grammar is not None})
+    symbols = symbol_table("v2")
     for i, item in enumerate(pick_items(dataset, lang, n)):
         feats = dataset.load_features(item)
         phones = feats["phones"].long()
         bert = feats["bert"].float() if "bert" in feats else torch.zeros(cfg.bert_dim, len(phones))
         cap = int(max_tokens_per_phone * len(phones)) + 25
         sampling = params.sampling(seed + i, cap, model=cfg)
-        tokens = decoder.generate([DecodeRequest(phones=phones, bert=bert, prompt=None)], [sampling])[0].tolist()
+        walk = None
+        if grammar is not None:
+            walk = PhoneGrammar.for_symbols([symbols[int(p)] for p in phones], grammar.phones, grammar.n_states, cfg.eos)
+        tokens = decoder.generate([DecodeRequest(phones=phones, bert=bert, prompt=None, grammar=walk)],
+                                  [sampling])[0].tolist()
         true = feats["semantic"].tolist()
         want = units.units(true)
         out.rows.append(GptRow(item.id, item.text, len(true), len(tokens), edit_distance(want, units.units(tokens)),

@@ -164,7 +164,7 @@ def test_gsv_eval_end_to_end_on_random_tiny(tmp_path: Path, voices_dir: Path, ju
     for key in [("zero-shot", "en_allison"), ("zero-shot", "en_slt"), ("fine-tuned", "en_slt")]:
         row = rows[key]
         assert row["skipped"] is None and len(row["sentences"]) == 1
-        assert row["sampling"] == {"top_k": 15, "repetition_penalty": 1.35}  # tiny configs recommend nothing
+        assert row["sampling"] == {"top_k": 15, "repetition_penalty": 1.35, "grammar": False}  # tiny configs recommend nothing
         sentence = row["sentences"][0]
         assert sentence["error"] is None
         assert 0 < sentence["audio_seconds"] <= 30 * 0.04 + 1e-6

@@ -1,0 +1,180 @@
+"""Token grammars: which semantic tokens may come next, for models whose tokens mean something.
+
+Why: on phone-aligned tokens (`gpt_sovits.phone_align`) every token names a (phone, HMM state),
+so the phones a segment has to say are known before decoding starts. A small GPT trained on a
+few hours of speech still drops, swaps and invents phones when it runs free (`gsv eval-gpt`:
+phone error rate ~0.34 on held-out transcripts). `PhoneGrammar` lets each step choose only
+among tokens that keep the output a monotonic walk through the segment's phones, so the GPT is
+left with what it does well, the durations and pauses, and the content is right by construction.
+
+The decode engines (`engine.Decoder`, `fast.FastDecoder`) apply any `TokenGrammar` through
+`GrammarRows` and know nothing of phones: a grammar is an immutable description whose states
+the engine keeps per row, so one `DecodeRequest` can be decoded again (a retried batch) with
+the same result.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+class TokenGrammar(Protocol):
+    """Which tokens may follow; states are small immutable values the engine keeps per row."""
+
+    def start(self) -> Hashable:
+        """State before the first generated token."""
+
+    def allowed(self, state: Hashable) -> frozenset[int]:
+        """Token ids (EOS included when stopping is allowed) the next step may choose from.
+        Just `{eos}` means the row must stop now."""
+
+    def advance(self, state: Hashable, token: int) -> Hashable:
+        """State after `token` was emitted."""
+
+
+class GrammarRows:
+    """Per-row grammar states of one decoding batch; rows without a grammar are unconstrained."""
+
+    def __init__(self, grammars: Sequence[TokenGrammar | None], vocab_size: int, eos: int,
+                 device: torch.device) -> None:
+        self.grammars = list(grammars)
+        self.states = [g.start() if g is not None else None for g in self.grammars]
+        self.vocab_size, self.eos, self.device = vocab_size, eos, device
+        self.active = any(g is not None for g in self.grammars)
+
+    def mask(self) -> tuple[Tensor | None, list[bool]]:
+        """`([B, V] bool allowed-mask or None, per-row "must stop now")` for the next step.
+
+        A row that must stop keeps every token allowed (its sample is ignored), so a sampler
+        that also forbids EOS for the first steps never sees a row with nothing left."""
+        if not self.active:
+            return None, [False] * len(self.grammars)
+        rows, stops = [], []
+        for grammar, state in zip(self.grammars, self.states):
+            allowed = grammar.allowed(state) if grammar is not None else None
+            stop = allowed is not None and allowed == {self.eos}
+            stops.append(stop)
+            rows.append(_everything(self.vocab_size) if allowed is None or stop
+                        else _row_mask(allowed, self.vocab_size))
+        return torch.stack(rows).to(self.device), stops
+
+    def advance(self, tokens: Sequence[int]) -> None:
+        """Feed each row the token it emitted this step (host ints, one per current row)."""
+        if not self.active:
+            return
+        self.states = [g.advance(s, t) if g is not None else None
+                       for g, s, t in zip(self.grammars, self.states, tokens)]
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only these rows, in this order (rows that finished leave the batch)."""
+        self.grammars = [self.grammars[j] for j in keep]
+        self.states = [self.states[j] for j in keep]
+        self.active = any(g is not None for g in self.grammars)
+
+
+@lru_cache(maxsize=8)
+def _everything(vocab_size: int) -> Tensor:
+    return torch.ones(vocab_size, dtype=torch.bool)
+
+
+@lru_cache(maxsize=4096)
+def _row_mask(allowed: frozenset[int], vocab_size: int) -> Tensor:
+    row = torch.zeros(vocab_size, dtype=torch.bool)
+    row[list(allowed)] = True
+    return row
+
+
+PhoneState = tuple[int, int, int, bool]
+"""(index of the current phone, -1 before the first; its last HMM state; tokens spent in the
+current phone or pause; whether the walk is in a pause)."""
+
+_PAUSE_SYMBOLS = frozenset({"SP", "SP2", "SP3", "AP", "UNK"})
+
+
+@dataclass(frozen=True)
+class PhoneGrammar:
+    """A monotonic walk through `phones`: token = phone * n_states + state (phone_align's table).
+
+    From the current phone the next token may stay in it (same or later HMM state), move to the
+    next phone, skip `max_skip` phones (a phone shorter than one 40 ms token can fall between
+    token centres, as it does in the aligned training data), or pause (silence, any time). After
+    a pause the walk goes on with the next phone. EOS is allowed once the last phone is reached.
+    Runaway guards: at most `max_phone_tokens` tokens in one phone, `max_pause_tokens` in one
+    pause; a pause after the last phone that reaches its limit ends the segment.
+    """
+
+    phones: tuple[int, ...]
+    """Phone indices the segment must say, in order, without silences."""
+    n_states: int
+    eos: int
+    silence: int = 0
+    max_skip: int = 1
+    max_phone_tokens: int = 10
+    max_pause_tokens: int = 20
+    _silence_tokens: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_silence_tokens", frozenset(
+            self.silence * self.n_states + s for s in range(self.n_states)))
+
+    @classmethod
+    def for_symbols(cls, symbols: Sequence[str], phone_table: Sequence[str], n_states: int, eos: int,
+                    **limits: int) -> "PhoneGrammar | None":
+        """The grammar of a segment's phone symbols (v2 ARPAbet with stress digits, punctuation),
+        or None when a symbol is no phone of `phone_table` (another language): decode freely."""
+        index = {p: i for i, p in enumerate(phone_table)}
+        silence = index.get("SIL", 0)
+        phones = []
+        for symbol in symbols:
+            base = re.sub(r"[0-9]$", "", symbol)
+            if base in index and base != "SIL":
+                phones.append(index[base])
+            elif symbol in _PAUSE_SYMBOLS or not any(c.isalpha() for c in symbol):
+                continue  # punctuation and pause marks: the walk may pause anywhere anyway
+            else:
+                return None
+        return cls(tuple(phones), n_states, eos, silence, **limits)
+
+    def start(self) -> PhoneState:
+        return (-1, 0, 0, False)
+
+    def _phone_tokens(self, j: int, first_state: int = 0) -> range:
+        base = self.phones[j] * self.n_states
+        return range(base + first_state, base + self.n_states)
+
+    def allowed(self, state: PhoneState) -> frozenset[int]:
+        i, s, run, paused = state
+        n = len(self.phones)
+        out: set[int] = set()
+        if paused:
+            if run < self.max_pause_tokens:
+                out |= self._silence_tokens
+        else:
+            if i >= 0 and run < self.max_phone_tokens:
+                out.update(self._phone_tokens(i, s))
+            out |= self._silence_tokens
+        for j in range(i + 1, min(n, i + 2 + self.max_skip)):
+            out.update(self._phone_tokens(j))
+        if i >= n - 1:
+            out.add(self.eos)
+        return frozenset(out)
+
+    def advance(self, state: PhoneState, token: int) -> PhoneState:
+        i, s, run, paused = state
+        if token == self.eos:
+            return state
+        phone, st = divmod(token, self.n_states)
+        if phone == self.silence:
+            return (i, s, run + 1 if paused else 1, True)
+        if not paused and i >= 0 and phone == self.phones[i] and st >= s:
+            return (i, st, run + 1, False)
+        for j in range(i + 1, min(len(self.phones), i + 2 + self.max_skip)):
+            if self.phones[j] == phone:
+                return (j, st, 1, False)
+        return state  # a token outside the grammar (the row was not masked): nothing to follow
