@@ -235,9 +235,7 @@ class _Session:
             positions = self.cache.audio_positions(1)
             x = self.model.embed_audio(self.pending.unsqueeze(1), positions)
             self.logits = self.model.logits(self.model(x, cache=self.cache)[:, -1])
-        allowed, must_stop = self.grammar.mask()
-        if allowed is not None:
-            self.logits = self.logits.masked_fill(~allowed, float("-inf"))
+        self.logits, must_stop = self.grammar.restrict(self.logits)
         tokens, argmax_eos = self.sampler(self.logits, self.seen, self.steps)
         stop = (tokens == self.eos) | argmax_eos
         tok_host, stop_host = torch.stack([tokens, stop.long()]).tolist()  # the one sync per step

@@ -335,9 +335,7 @@ class _RowLoop:
             self.logits, self._pending = self.state.step(self._pending), None
         for j in range(n):  # n == 1 whenever there is a grammar (see decode_tokens)
             step = self.produced + j
-            allowed, _ = self.grammar.mask()
-            if allowed is not None:
-                self.logits = self.logits.masked_fill(~allowed, float("-inf"))
+            self.logits, _ = self.grammar.restrict(self.logits)
             tok, argmax_eos = self.sampler(self.logits, self.seen, step)
             self.tokens[j] = tok[0]
             self.stops[j] = (tok[0] == self.eos) | argmax_eos[0]

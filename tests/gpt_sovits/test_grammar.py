@@ -43,7 +43,7 @@ def test_symbols_map_to_the_aligner_table_and_other_languages_decode_freely() ->
 
 
 def test_the_walk_stays_moves_skips_one_and_pauses() -> None:
-    g = hello()
+    g = hello(max_skip=1)
     start = g.allowed(g.start())
     silence = {tok(SIL, s) for s in range(3)}
     assert silence <= start and {tok(HH, 0), tok(AH, 2)} <= start  # first phone, or skip it
@@ -52,12 +52,40 @@ def test_the_walk_stays_moves_skips_one_and_pauses() -> None:
     allowed = g.allowed(state)
     assert tok(HH, 0) not in allowed and {tok(HH, 1), tok(HH, 2)} <= allowed  # HMM states only go forward
     assert {tok(AH, 0), tok(L, 1)} <= allowed and tok(OW, 0) not in allowed
+    assert tok(L, 1) not in hello().allowed(state)  # by default no phone is skipped
     paused = walk(g, [tok(HH, 1), tok(SIL, 0)])
     assert tok(HH, 2) not in g.allowed(paused) and tok(AH, 0) in g.allowed(paused)  # a pause moves on
     at_end = walk(g, [tok(HH, 0), tok(AH, 0), tok(AH, 1), tok(L, 2), tok(SIL, 1), tok(OW, 0)])
     assert EOS in g.allowed(at_end) and at_end[0] == 3
     skipped_last = walk(g, [tok(HH, 0), tok(AH, 0), tok(L, 2)])
     assert EOS not in g.allowed(skipped_last)  # the last phone has to be said
+
+
+def test_pauses_are_long_only_at_punctuation_and_the_edges() -> None:
+    g = hello(max_pause_tokens=5, max_gap_tokens=2)
+    assert g.pause_after == frozenset({2, 3})  # after L (the comma) and after OW (the full stop)
+    gap = walk(g, [tok(HH, 0), tok(SIL, 0), tok(SIL, 0)])  # inside "hello": a short gap only
+    assert tok(SIL, 0) not in g.allowed(gap) and tok(AH, 0) in g.allowed(gap)
+    comma = walk(g, [tok(HH, 0), tok(AH, 0), tok(L, 0)] + [tok(SIL, 1)] * 4)
+    assert tok(SIL, 1) in g.allowed(comma)
+
+
+def test_a_lost_gpt_is_moved_on_to_the_next_phone() -> None:
+    """When the model's favourite token is not allowed, only the fallback remains: the next phone
+    (staying would drag the phone out), or silence/EOS after the last phone."""
+    g = hello()
+    rows = GrammarRows([g, g, None], EOS + 1, EOS, torch.device("cpu"))
+    rows.states = [walk(g, [tok(HH, 0), tok(AH, 1)]), walk(g, [tok(HH, 0), tok(AH, 1)]), None]
+    logits = torch.zeros(3, EOS + 1)
+    logits[0, tok(AH, 2)] = 5.0  # favourite allowed: staying in AH is fine
+    logits[1, tok(OW, 0)] = 5.0  # favourite is a phone that is not next: lost
+    logits[2, tok(OW, 0)] = 5.0  # no grammar: untouched
+    out, stops = rows.restrict(logits)
+    kept = [set(torch.nonzero(torch.isfinite(row)).flatten().tolist()) for row in out]
+    assert kept[0] == set(g.allowed(rows.states[0]))
+    assert kept[1] == {tok(L, s) for s in range(3)} and kept[2] == set(range(EOS + 1))
+    end = walk(g, [tok(HH, 0), tok(AH, 0), tok(L, 0), tok(OW, 0)])
+    assert g.fallback(end) == {EOS} | {tok(SIL, s) for s in range(3)} and stops == [False] * 3
 
 
 def test_runaway_guards_move_on_and_end_the_segment() -> None:
