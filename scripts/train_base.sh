@@ -61,7 +61,8 @@ case "${1:-}" in
   export)
     out=${2:-$FROM}
     mkdir -p "$out"
-    $PY -m training.base_init export --s2-run "$RUNS/s2" --s1-run "$RUNS/s1" --aligner "$RUNS/init/hubert" --out "$out" ;;
+    s1=(); [ -f "$RUNS/s1/checkpoints/latest.json" ] && s1=(--s1-run "$RUNS/s1")  # no S1 run: keep OUT's GPT
+    $PY -m training.base_init export --s2-run "$RUNS/s2" "${s1[@]}" --aligner "$RUNS/init/hubert" --out "$out" ;;
   *)
     sed -n '2,14p' "$0"; exit 2 ;;
 esac

@@ -210,9 +210,10 @@ def export_training_gpt(run_dir: Path, out_stem: Path, info: dict | None = None)
     return save_gpt(model.eval(), cfg, out_stem, meta, dtype=torch.float16)
 
 
-def export_base(s2_run: Path, s1_run: Path, aligner_dir: Path, out_dir: Path) -> list[Path]:
+def export_base(s2_run: Path, s1_run: Path | None, aligner_dir: Path, out_dir: Path) -> list[Path]:
     """Newest S2 (with `enc_q`, so fine-tunes and further pretraining can start from it) and S1
-    checkpoints + the content-encoder folder -> `out_dir` in our model-folder layout."""
+    checkpoints + the content-encoder folder -> `out_dir` in our model-folder layout. Without
+    `s1_run` the GPT already in `out_dir` stays (a session that trained only SoVITS)."""
     import shutil
 
     from gpt_sovits.checkpoint import detect
@@ -221,7 +222,12 @@ def export_base(s2_run: Path, s1_run: Path, aligner_dir: Path, out_dir: Path) ->
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sovits = export_training_sovits(Path(s2_run), cfg, out_dir / "sovits")
-    gpt = export_training_gpt(Path(s1_run), out_dir / "gpt")
+    if s1_run is not None:
+        gpt = export_training_gpt(Path(s1_run), out_dir / "gpt")
+    elif (out_dir / "gpt.safetensors").is_file():
+        gpt = out_dir / "gpt.safetensors"
+    else:
+        raise BaseInitError(f"no S1 run given and '{out_dir}' has no gpt.safetensors to keep: pass --s1-run")
     hubert = out_dir / "hubert"
     shutil.rmtree(hubert, ignore_errors=True)
     shutil.copytree(aligner_dir, hubert)
@@ -268,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main_export(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m training.base_init export", description=export_base.__doc__)
     p.add_argument("--s2-run", type=Path, required=True)
-    p.add_argument("--s1-run", type=Path, required=True)
+    p.add_argument("--s1-run", type=Path, default=None, help="(default: keep OUT/gpt.safetensors)")
     p.add_argument("--aligner", type=Path, required=True, help="content encoder folder to copy to OUT/hubert")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)

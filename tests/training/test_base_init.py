@@ -148,3 +148,14 @@ def test_aligned_base_and_export_base_round_trip(tmp_path: Path) -> None:
     assert torch.equal(bundle.sovits.flow.flows[0].pre.weight, sovits.flow.flows[0].pre.weight.half().float())
     assert torch.equal(bundle.gpt.ar_predict_layer.weight.float(), gpt.ar_predict_layer.weight.half().float())
     assert load_generator(out / "sovits.safetensors")[0].enc_q is not None  # further training can start here
+    # a later session that trained only SoVITS keeps the exported GPT
+    with torch.no_grad():
+        sovits.flow.flows[0].pre.weight.add_(1.0)
+    save_training_state(tmp_path / "s2", {"generator": sovits}, {}, None, Progress(step=12))
+    gpt_bytes = (out / "gpt.safetensors").read_bytes()
+    export_base(tmp_path / "s2", None, tmp_path / "aligner", out)
+    assert (out / "gpt.safetensors").read_bytes() == gpt_bytes
+    assert torch.equal(ModelBundle.from_models_dir(out).sovits.flow.flows[0].pre.weight,
+                       sovits.flow.flows[0].pre.weight.half().float())
+    with pytest.raises(BaseInitError, match="pass --s1-run"):
+        export_base(tmp_path / "s2", None, tmp_path / "aligner", tmp_path / "empty")
