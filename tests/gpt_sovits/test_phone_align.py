@@ -167,6 +167,21 @@ def test_a_base_on_the_aligner_clones_and_synthesizes(tmp_path: Path, voices_dir
         "Good morning.", voice, SynthesisParams(top_k=1, noise_scale=0.0, seed=3, text_lang="en",
                                                 max_tokens_per_phone=3.0))
     assert audio.dtype == np.float32 and len(audio) > 0 and np.isfinite(audio).all()
+    # a config naming the phone grammar: every segment decodes as a walk through its phones,
+    # unless the request turns it off
+    from gpt_sovits.grammar import PhoneGrammar
+
+    walking = Synthesizer(dataclasses.replace(bundle, gpt_config=dataclasses.replace(gpt, decode_grammar="phones")))
+    params = SynthesisParams(noise_scale=0.0, seed=3, text_lang="en", max_tokens_per_phone=3.0)
+    seg = walking.segments("Good morning.", params)[0]
+    grammar = walking._request(seg, voice, params).grammar
+    assert isinstance(grammar, PhoneGrammar) and len(grammar.phones) == 9  # G UH D M AO R N IH NG
+    assert walking._request(seg, voice, dataclasses.replace(params, grammar=False)).grammar is None
+    tokens = walking.decoder.generate([walking._request(seg, voice, params)], [params.sampling(3, 60, gpt)])[0]
+    state = grammar.start()
+    for t in tokens.tolist():
+        assert t in grammar.allowed(state)
+        state = grammar.advance(state, t)
 
 
 def test_audio_too_short_for_its_transcript_is_a_clear_error(extractor: PhoneAlignFeatureExtractor, slt) -> None:
