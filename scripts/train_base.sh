@@ -7,6 +7,7 @@
 #   bash scripts/train_base.sh s2 STEPS          # SoVITS up to STEPS in total (resumes)
 #   bash scripts/train_base.sh s1 STEPS          # GPT up to STEPS in total (resumes)
 #   bash scripts/train_base.sh export [DIR]      # newest weights -> DIR (default: $FROM) in our layout
+#   bash scripts/train_base.sh finetune VOICE OUT [S2 S1]  # a voice's minute on top of $FROM (300/100 steps)
 #
 # RUNS (default runs/base) holds everything but the export. To continue from shipped weights on
 # a fresh machine (its run folders are gone), `s2`/`s1` start from $FROM (default models/snapshots/gsv-base-phone1) when
@@ -31,6 +32,13 @@ S2_SET=(--set batch_size=8 --set segment_frames=32 --set lr=4e-4 --set text_low_
 # S1: half of the items after another utterance of the same speaker (the prompted layout).
 S1_SET=(--set batch_size=16 --set lr=5e-4 --set warmup_steps=300 --set min_lr_ratio=1.0
         --set prompt_pairs=0.5 --set epochs=10000 --set save_every_steps=300 --set log_every_steps=50)
+
+# Fine-tune on one voice: the pretraining losses (there is no trained discriminator to start an
+# adversarial stage from), a fixed number of steps over the voice's ~15 utterances.
+FT_SET=(--s2-epochs 100000 --s1-epochs 100000 --batch-size 8
+        --s2-set segment_frames=32 --s2-set lr=2e-4 --s2-set text_low_lr_rate=1.0 --s2-set c_stft=10
+        --s2-set adv_start_step=1000000 --s2-set decoder_prior_share=0.6 --s2-set max_frames=300
+        --s2-set lr_decay=1.0 --s1-set lr=2e-4 --s1-set min_lr_ratio=1.0 --s1-set prompt_pairs=0.5)
 
 base_file() {  # base_file STAGE-FILE: the run's init weights, or the shipped ones to continue
   if [ -f "$FROM/$1.safetensors" ] && [ "${FRESH:-0}" != 1 ]; then echo "$FROM/$1.safetensors"
@@ -63,6 +71,10 @@ case "${1:-}" in
     mkdir -p "$out"
     s1=(); [ -f "$RUNS/s1/checkpoints/latest.json" ] && s1=(--s1-run "$RUNS/s1")  # no S1 run: keep OUT's GPT
     $PY -m training.base_init export --s2-run "$RUNS/s2" "${s1[@]}" --aligner "$RUNS/init/hubert" --out "$out" ;;
+  finetune)
+    $GSV finetune "${2:?voice folder}" -o "${3:?output folder}" --base-gpt "$FROM/gpt.safetensors" \
+      --base-sovits "$FROM/sovits.safetensors" --hubert "$FROM/hubert" --lang en --device cpu --no-progress \
+      --s2-max-steps "${4:-300}" --s1-max-steps "${5:-100}" "${FT_SET[@]}" ;;
   *)
-    sed -n '2,14p' "$0"; exit 2 ;;
+    sed -n '2,15p' "$0"; exit 2 ;;
 esac
