@@ -335,10 +335,10 @@ class _RowLoop:
             self.logits, self._pending = self.state.step(self._pending), None
         for j in range(n):  # n == 1 whenever there is a grammar (see decode_tokens)
             step = self.produced + j
-            self.logits, _ = self.grammar.restrict(self.logits)
+            self.logits, must_stop = self.grammar.restrict(self.logits)
             tok, argmax_eos = self.sampler(self.logits, self.seen, step)
             self.tokens[j] = tok[0]
-            self.stops[j] = (tok[0] == self.eos) | argmax_eos[0]
+            self.stops[j] = (tok[0] == self.eos) | argmax_eos[0] | must_stop[0]  # the grammar may end it
             self.seen.scatter_(1, tok.view(1, 1), True)
             if step + 1 < self.max_new:
                 if j + 1 < n:
@@ -348,9 +348,6 @@ class _RowLoop:
         return torch.stack([self.tokens[:n], self.stops[:n].long()]).tolist()  # the one sync
 
     def run_block(self) -> list[int]:
-        if self.grammar.active and self.grammar.mask()[1][0]:
-            self.done = True  # the grammar ends the segment here
-            return []
         n = min(self.sync_every, self.max_new - self.produced)
         tokens, stops = self._steps(n)
         self.grammar.advance(tokens[:1])

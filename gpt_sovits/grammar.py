@@ -53,41 +53,31 @@ class GrammarRows:
         self.vocab_size, self.eos, self.device = vocab_size, eos, device
         self.active = any(g is not None for g in self.grammars)
 
-    def mask(self) -> tuple[Tensor | None, list[bool]]:
-        """`([B, V] bool allowed-mask or None, per-row "must stop now")` for the next step.
-
-        A row that must stop keeps every token allowed (its sample is ignored), so a sampler
-        that also forbids EOS for the first steps never sees a row with nothing left."""
-        masks, stops = self._masks(with_fallback=False)
-        return (masks[0] if masks is not None else None), stops
-
     def restrict(self, logits: Tensor) -> tuple[Tensor, list[bool]]:
         """`logits [B, V]` with every token the grammars forbid at -inf (a row whose favourite
         token is not allowed keeps only its grammar's fallback), and the rows that must stop.
-        All on the device: no host read of the logits."""
-        masks, stops = self._masks(with_fallback=True)
-        if masks is None:
-            return logits, stops
-        allowed, fallback = masks
-        favourite_ok = allowed.gather(1, logits.argmax(dim=-1, keepdim=True))
-        keep = torch.where(favourite_ok, allowed, fallback)
-        return logits.masked_fill(~keep, float("-inf")), stops
+        All on the device: no host read of the logits.
 
-    def _masks(self, with_fallback: bool) -> tuple[tuple[Tensor, Tensor] | None, list[bool]]:
+        A row that must stop keeps every token (its sample is ignored), so a sampler that also
+        forbids EOS for the first steps never sees a row with nothing left."""
         if not self.active:
-            return None, [False] * len(self.grammars)
+            return logits, [False] * len(self.grammars)
         rows, backs, stops = [], [], []
         everything = _everything(self.vocab_size)
         for grammar, state in zip(self.grammars, self.states):
             allowed = grammar.allowed(state) if grammar is not None else None
             stop = allowed is not None and allowed == {self.eos}
             stops.append(stop)
-            free = allowed is None or stop
-            rows.append(everything if free else _row_mask(allowed, self.vocab_size))
-            if with_fallback:
-                backs.append(everything if free else _row_mask(grammar.fallback(state), self.vocab_size))
-        allowed_t = torch.stack(rows).to(self.device)
-        return (allowed_t, torch.stack(backs).to(self.device) if with_fallback else allowed_t), stops
+            if allowed is None or stop:
+                rows.append(everything)
+                backs.append(everything)
+            else:
+                rows.append(_row_mask(allowed, self.vocab_size))
+                backs.append(_row_mask(grammar.fallback(state), self.vocab_size))
+        allowed_t, fallback_t = torch.stack(rows).to(self.device), torch.stack(backs).to(self.device)
+        favourite_ok = allowed_t.gather(1, logits.argmax(dim=-1, keepdim=True))
+        keep = torch.where(favourite_ok, allowed_t, fallback_t)
+        return logits.masked_fill(~keep, float("-inf")), stops
 
     def advance(self, tokens: Sequence[int]) -> None:
         """Feed each row the token it emitted this step (host ints, one per current row)."""
@@ -191,11 +181,12 @@ class PhoneGrammar:
         long_pause = i < 0 or i >= len(self.phones) - 1 or i in self.pause_after
         return self.max_pause_tokens if long_pause else self.max_gap_tokens
 
+    def _ahead(self, i: int) -> range:
+        """Indices of the phones the walk may move to from phone i (the next, plus skips)."""
+        return range(i + 1, min(len(self.phones), i + 2 + self.max_skip))
+
     def _onwards(self, i: int) -> set[int]:
-        out: set[int] = set()
-        for j in range(i + 1, min(len(self.phones), i + 2 + self.max_skip)):
-            out.update(self._phone_tokens(j))
-        return out
+        return {t for j in self._ahead(i) for t in self._phone_tokens(j)}
 
     def allowed(self, state: PhoneState) -> frozenset[int]:
         i, s, run, paused = state
@@ -226,7 +217,7 @@ class PhoneGrammar:
             return (i, s, run + 1 if paused else 1, True)
         if not paused and i >= 0 and phone == self.phones[i] and st >= s and run < self.max_phone_tokens:
             return (i, st, run + 1, False)  # staying (past the limit, the same phone later on is meant)
-        for j in range(i + 1, min(len(self.phones), i + 2 + self.max_skip)):
+        for j in self._ahead(i):
             if self.phones[j] == phone:
                 return (j, st, 1, False)
         return state  # a token outside the grammar (the row was not masked): nothing to follow

@@ -97,6 +97,11 @@ class SynthesisParams:
                 raise SynthesisParamsError(message)
         self.sampling(0)  # validates the sampling knobs early
 
+    def grammar_on(self, model: GPTConfig) -> bool:
+        """Whether segments decode under `model`'s token grammar (it names one, and this request
+        did not turn it off)."""
+        return self.grammar is not False and model.decode_grammar is not None
+
     def sampling(self, seed: int, max_new_tokens: int | None = None,
                  model: GPTConfig | None = None) -> SamplingParams:
         """The GPT knobs of one segment; unset ones come from `model`'s config, then the official defaults."""
@@ -157,7 +162,7 @@ class Synthesizer:
 
     def _request(self, seg: Segment, voice: VoicePrompt, params: SynthesisParams = SynthesisParams()) -> DecodeRequest:
         phones = torch.tensor(seg.phone_ids, dtype=torch.long)
-        grammar = self.bundle.token_grammar(seg.phones) if params.grammar is not False else None
+        grammar = self.bundle.token_grammar(seg.phones) if params.grammar_on(self.bundle.gpt_config) else None
         bert = self.bundle.frontend.bert_features(seg).float().cpu()
         if voice.prompt_phones is not None and voice.prompt_tokens is not None:
             phones = torch.cat([voice.prompt_phones, phones])

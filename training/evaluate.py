@@ -417,7 +417,7 @@ def evaluate_voice(system: System, voice: EvalVoice, judge: SimilarityJudge, rec
     lang_params = _with_lang(params, voice.lang)
     resolved = lang_params.sampling(0, model=bundle.gpt_config)
     out.sampling = {"top_k": resolved.top_k, "repetition_penalty": resolved.repetition_penalty,
-                    "grammar": lang_params.grammar is not False and bundle.gpt_config.decode_grammar is not None}
+                    "grammar": lang_params.grammar_on(bundle.gpt_config)}
     _warm_up(synth, prompt, voice, lang_params)
     for text in voice.sentences[:max_sentences]:
         result = SentenceResult(text)
